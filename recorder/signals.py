@@ -1,0 +1,100 @@
+"""What the socket driver must react to in a received frame, found without parsing most frames.
+
+Almost every frame (quotes, depth, orders…) needs no reaction from the driver, only storage.
+The few that do (``sts`` auth changes, ``smh`` answers that hold a slot, the gateway's
+``waiting for session`` prompt, a topic-less error) are picked out by a cheap byte search and
+only then parsed. Pure: bytes in, a :class:`Signal` or ``None`` out; never raises.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+_STS = b'"topic":"sts"'
+_SMH = b'"topic":"smh+'
+_WAITING = b"waiting for session"
+_TOPIC = b'"topic":"'
+
+
+@dataclass(frozen=True)
+class AuthChanged:
+    """An ``sts`` frame said the brokerage session is (or is no longer) authenticated."""
+
+    authenticated: bool
+    competing: bool | None = None
+
+
+@dataclass(frozen=True)
+class Competing:
+    competing: bool
+
+
+@dataclass(frozen=True)
+class WaitingForSession:
+    pass
+
+
+@dataclass(frozen=True)
+class SmhAnswer:
+    conid: int
+    server_id: str
+
+
+Signal = AuthChanged | Competing | WaitingForSession | SmhAnswer
+
+
+def _loads(payload: bytes) -> object:
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        try:
+            return orjson.loads(payload.decode("utf-8", "replace"))
+        except orjson.JSONDecodeError:
+            return None
+
+
+def signal_of(payload: bytes) -> Signal | None:
+    """The reaction a frame asks for, or ``None`` for the common frame that needs none."""
+    if _STS in payload:
+        body = _loads(payload)
+        if isinstance(body, dict) and isinstance(args := body.get("args"), dict):
+            competing = args.get("competing")
+            if "authenticated" in args:
+                return AuthChanged(
+                    args["authenticated"] is True,
+                    competing if isinstance(competing, bool) else None,
+                )
+            if isinstance(competing, bool):
+                return Competing(competing)
+        return None
+    if _SMH in payload:
+        body = _loads(payload)
+        if not isinstance(body, dict):
+            return None
+        topic = body.get("topic")
+        server_id = body.get("serverId")
+        if not isinstance(topic, str) or server_id is None:
+            return None
+        conid_text = topic[4:].split("+", 1)[0].split("@", 1)[0]
+        if not conid_text.isdigit():
+            return None
+        return SmhAnswer(int(conid_text), str(server_id))
+    if _WAITING in payload and _TOPIC not in payload:
+        body = _loads(payload)
+        if isinstance(body, dict) and body.get("message") == "waiting for session":
+            return WaitingForSession()
+    return None
+
+
+def topic_of(payload: bytes) -> bytes:
+    """The topic family of a frame for counting (``smd``, ``sbd``, ``system``…), cheaply."""
+    i = payload.find(_TOPIC)
+    if i < 0:
+        return b"message"
+    start = i + len(_TOPIC)
+    end = payload.find(b'"', start)
+    topic = payload[start:end] if end > 0 else payload[start:]
+    plus = topic.find(b"+")
+    return topic[:plus] if plus >= 0 else topic

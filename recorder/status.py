@@ -1,0 +1,94 @@
+"""The live status line of ``recorder record``, and the summary it ends with.
+
+On a terminal the line is redrawn every second (``\\r``); otherwise a status line is logged
+every 60 s. Rendering is pure (:func:`render`), so it is tested without a terminal.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+from typing import TextIO
+
+log = logging.getLogger("recorder.status")
+
+
+@dataclass(frozen=True)
+class StatusSnapshot:
+    now: float
+    uptime: float
+    frames_by_topic: dict[str, int] = field(default_factory=dict)
+    rows: int = 0
+    files: int = 0
+    queue_depth: int = 0
+    reconnects: int = 0
+    authenticated: bool = False
+    smh_open: int = 0
+    smh_queued: int = 0
+    smh_max: int = 5
+    since_frame: float | None = None
+    last_error: str | None = None
+
+
+def _duration(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def render(snapshot: StatusSnapshot, rates: dict[str, float]) -> str:
+    """One line: what flows, what is written, how healthy the connection is."""
+    flows = " ".join(f"{topic} {rate:.0f}/s" for topic, rate in sorted(rates.items()) if rate >= 0.5)
+    parts = [
+        _duration(snapshot.uptime),
+        "streaming" if snapshot.authenticated else "waiting for gateway",
+        flows or "no frames",
+        f"rows {snapshot.rows:,}",
+        f"files {snapshot.files}",
+        f"queue {snapshot.queue_depth}",
+        f"reconnects {snapshot.reconnects}",
+        f"smh {snapshot.smh_open}/{snapshot.smh_max}"
+        + (f" +{snapshot.smh_queued} queued" if snapshot.smh_queued else ""),
+        "last frame " + ("-" if snapshot.since_frame is None else f"{snapshot.since_frame:.0f}s ago"),
+    ]
+    if snapshot.last_error:
+        parts.append(f"ERROR {snapshot.last_error}")
+    return " | ".join(parts)
+
+
+class StatusReporter:
+    """Turns snapshots into per-topic rates and shows them; call :meth:`update` periodically."""
+
+    def __init__(self, out: TextIO | None = None, tty: bool | None = None) -> None:
+        self._out = out or sys.stderr
+        self._tty = self._out.isatty() if tty is None else tty
+        self.interval = 1.0 if self._tty else 60.0
+        self._previous: StatusSnapshot | None = None
+        self._width = 0
+
+    def rates(self, snapshot: StatusSnapshot) -> dict[str, float]:
+        prev = self._previous
+        if prev is None or snapshot.now <= prev.now:
+            return {}
+        span = snapshot.now - prev.now
+        return {
+            topic: (count - prev.frames_by_topic.get(topic, 0)) / span
+            for topic, count in snapshot.frames_by_topic.items()
+        }
+
+    def update(self, snapshot: StatusSnapshot) -> None:
+        line = render(snapshot, self.rates(snapshot))
+        self._previous = snapshot
+        if self._tty:
+            pad = max(0, self._width - len(line))
+            self._out.write("\r" + line + " " * pad)
+            self._out.flush()
+            self._width = len(line)
+        else:
+            log.info("status: %s", line)
+
+    def finish(self) -> None:
+        if self._tty and self._width:
+            self._out.write("\n")
+            self._out.flush()
+            self._width = 0

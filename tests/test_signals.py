@@ -1,0 +1,70 @@
+"""The socket driver's frame classifier, on real frames and on the odd ones."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from recorder.signals import (
+    AuthChanged,
+    Competing,
+    SmhAnswer,
+    WaitingForSession,
+    signal_of,
+    topic_of,
+)
+
+FRAMES = Path(__file__).resolve().parents[2] / "shared" / "ibkr" / "frames"
+
+
+def real(name: str) -> list[bytes]:
+    lines = (FRAMES / f"{name}.jsonl").read_text().splitlines()
+    return [json.loads(line)["frame"].encode() for line in lines if line.strip()]
+
+
+def test_login_sts_is_authenticated() -> None:
+    assert signal_of(real("sts")[0]) == AuthChanged(True, False)
+
+
+def test_split_sts_frames_after_auth_loss() -> None:
+    frames = {f.decode(): signal_of(f) for f in real("sts")}
+    assert frames['{"topic":"sts","args":{"authenticated":false}}'] == AuthChanged(False, None)
+    assert frames['{"topic":"sts","args":{"competing":false}}'] == Competing(False)
+    assert frames['{"topic":"sts","args":{"message":""}}'] is None
+
+
+def test_real_smh_answer_gives_conid_and_server_id() -> None:
+    assert signal_of(real("smh")[0]) == SmhAnswer(265598, "588547")
+
+
+def test_waiting_for_session() -> None:
+    assert signal_of(b'{"message":"waiting for session"}') == WaitingForSession()
+
+
+@pytest.mark.parametrize("name", ["smd", "sor", "str", "spl", "system", "tic", "act", "errors"])
+def test_ordinary_frames_need_no_reaction(name: str) -> None:
+    assert all(signal_of(frame) is None for frame in real(name))
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"", b"\x99\xff", b'{"topic":"sts"', b'{"topic":"smh+abc","serverId":"1"}',
+     b'{"topic":"sts","args":[1]}', b'{"topic":"smh+1"}', b"waiting for session"],
+)
+def test_broken_frames_never_raise(payload: bytes) -> None:
+    assert signal_of(payload) is None
+
+
+def test_non_utf8_sts_still_read() -> None:
+    assert signal_of(b'{"topic":"sts","args":{"authenticated":true,"message":"\x99"}}') == (
+        AuthChanged(True, None)
+    )
+
+
+def test_topic_of() -> None:
+    assert topic_of(real("smd")[0]) == b"smd"
+    assert topic_of(real("system")[1]) == b"system"
+    assert topic_of(b'{"message":"waiting for session"}') == b"message"
+    assert topic_of(b'{"topic":"tic') == b"tic"

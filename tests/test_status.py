@@ -1,0 +1,40 @@
+"""The status line: rates per topic from two snapshots, and what a terminal sees."""
+
+from __future__ import annotations
+
+import io
+
+from recorder.status import StatusReporter, StatusSnapshot, render
+
+
+def snap(now: float, smd: int, **kw: object) -> StatusSnapshot:
+    return StatusSnapshot(now=now, uptime=now, frames_by_topic={"smd": smd, "system": 1}, **kw)  # type: ignore[arg-type]
+
+
+def test_rates_from_two_snapshots() -> None:
+    reporter = StatusReporter(io.StringIO(), tty=False)
+    reporter.update(snap(10.0, 100))
+    assert reporter.rates(snap(12.0, 300)) == {"smd": 100.0, "system": 0.0}
+
+
+def test_render_names_every_health_figure() -> None:
+    line = render(
+        StatusSnapshot(now=5, uptime=3725, rows=12345, files=3, queue_depth=7, reconnects=2,
+                       authenticated=True, smh_open=5, smh_queued=2, since_frame=4.2),
+        {"smd": 120.0, "sbd": 0.1},
+    )
+    assert line == (
+        "1:02:05 | streaming | smd 120/s | rows 12,345 | files 3 | queue 7 | reconnects 2"
+        " | smh 5/5 +2 queued | last frame 4s ago"
+    )
+
+
+def test_terminal_redraws_one_line() -> None:
+    out = io.StringIO()
+    reporter = StatusReporter(out, tty=True)
+    reporter.update(snap(1.0, 1))
+    reporter.update(snap(2.0, 5))
+    reporter.finish()
+    text = out.getvalue()
+    assert text.count("\r") == 2 and text.endswith("\n")
+    assert "smd 4/s" in text
