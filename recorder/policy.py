@@ -1,0 +1,126 @@
+"""Keep-alive timers and reconnect backoff: what is due, and how long to wait.
+
+Rules:
+
+- Pure: ``now`` (monotonic seconds) is always passed in. Nothing here sleeps, sends or reads
+  a clock; the drivers ask :meth:`poll` what is due, do it, and sleep until
+  :meth:`next_deadline`.
+- One :class:`KeepAlive` per websocket connection (build it when the socket opens): ``TIC``
+  every ``tic_seconds`` (IBKR wants one at least once a minute), ``DEAD`` once no frame at all
+  came for ``heartbeat_timeout_seconds`` (the gateway sends ``hb`` every 10 s, so silence means
+  the socket is gone even when it looks open). ``DEAD`` is reported once; the driver closes the
+  socket and builds a new :class:`KeepAlive` for the next one.
+- One :class:`SessionTimers` per authenticated REST session: ``TICKLE`` every
+  ``tickle_seconds``, ``VALIDATE`` (``/sso/validate``) every :data:`VALIDATE_SECONDS`.
+- A timer that fell behind (the process was suspended) fires once, not once per missed period,
+  and restarts its period from ``now``: a burst of catch-up tics helps nobody.
+- :func:`backoff` is capped exponential with jitter; the driver iterates it between failed
+  attempts and starts a fresh one after a healthy connection.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Iterator
+
+from recorder.config import SessionConfig
+
+__all__ = ["VALIDATE_SECONDS", "Due", "KeepAlive", "SessionTimers", "backoff"]
+
+#: ``/sso/validate`` period. IBKR's pacing table allows one a minute; the call only confirms
+#: the SSO session (``/tickle`` already keeps it alive), so every five minutes is plenty and
+#: stays far from the limit.
+VALIDATE_SECONDS = 300.0
+
+
+class Due(enum.Enum):
+    """Something a keep-alive timer says is due now."""
+
+    TIC = "tic"  # send a bare ``tic`` on the websocket
+    DEAD = "dead"  # no frame for heartbeat_timeout_seconds: close the socket, reconnect
+    TICKLE = "tickle"  # GET /v1/api/tickle
+    VALIDATE = "validate"  # GET /v1/api/sso/validate
+
+
+def backoff(min_seconds: float, max_seconds: float, rng: random.Random) -> Iterator[float]:
+    """Delays before reconnect attempts: about ``min``, ``2·min``, ``4·min``… up to ``max``.
+
+    Each delay is jittered down by up to half (so many recorders restarted together spread
+    out), never below ``min_seconds`` and never above ``max_seconds``. Endless; the same seeded
+    ``rng`` gives the same delays.
+    """
+    low = max(0.0, min_seconds)
+    high = max(low, max_seconds)
+    ceiling = low
+    while True:
+        yield min(high, max(low, ceiling * (1.0 - rng.random() / 2.0)))
+        ceiling = min(high, ceiling * 2.0) if ceiling > 0 else high
+
+
+class KeepAlive:
+    """What is due on one websocket connection, opened at ``now``."""
+
+    def __init__(self, session: SessionConfig, now: float) -> None:
+        self._tic_seconds = session.tic_seconds
+        self._timeout = session.heartbeat_timeout_seconds
+        self._next_tic = now + session.tic_seconds
+        self._last_frame = now
+        self._dead_reported = False
+
+    @property
+    def last_frame(self) -> float:
+        """When the last frame arrived (or the connection opened)."""
+        return self._last_frame
+
+    def on_frame(self, now: float) -> None:
+        """A frame (any frame) arrived at ``now``. Earlier times than one already seen are
+        ignored, so the driver may report the same or an older time again."""
+        if now > self._last_frame:
+            self._last_frame = now
+            self._dead_reported = False
+
+    def poll(self, now: float) -> list[Due]:
+        """What is due at ``now``: ``TIC``, and ``DEAD`` the first time the silence is too long."""
+        due: list[Due] = []
+        if now >= self._next_tic:
+            due.append(Due.TIC)
+            self._next_tic = now + self._tic_seconds
+        if not self._dead_reported and now - self._last_frame >= self._timeout:
+            due.append(Due.DEAD)
+            self._dead_reported = True
+        return due
+
+    def next_deadline(self) -> float:
+        """When :meth:`poll` next has something to say (if no frame arrives before)."""
+        if self._dead_reported:
+            return self._next_tic
+        return min(self._next_tic, self._last_frame + self._timeout)
+
+
+class SessionTimers:
+    """The REST session's timers, started at ``now`` (just after a successful tickle)."""
+
+    def __init__(
+        self, session: SessionConfig, now: float, validate_seconds: float = VALIDATE_SECONDS
+    ) -> None:
+        self._tickle_seconds = session.tickle_seconds
+        # never more often than IBKR's 1 request a minute, whatever the caller asks
+        self._validate_seconds = max(60.0, validate_seconds)
+        self._next_tickle = now + self._tickle_seconds
+        self._next_validate = now + self._validate_seconds
+
+    def poll(self, now: float) -> list[Due]:
+        """What is due at ``now``: ``TICKLE`` and/or ``VALIDATE``, each at most once."""
+        due: list[Due] = []
+        if now >= self._next_tickle:
+            due.append(Due.TICKLE)
+            self._next_tickle = now + self._tickle_seconds
+        if now >= self._next_validate:
+            due.append(Due.VALIDATE)
+            self._next_validate = now + self._validate_seconds
+        return due
+
+    def next_deadline(self) -> float:
+        """When :meth:`poll` next has something to do."""
+        return min(self._next_tickle, self._next_validate)
