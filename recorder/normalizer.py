@@ -1,0 +1,209 @@
+"""Frames in, typed rows out: the pure core between the socket and the Parquet writer.
+
+:func:`normalize` takes a batch of :class:`~recorder.frames.Frame` and returns one Arrow table
+per non-empty output table, each exactly ``recorder.schema.arrow_schema(name)``. It reads no
+clock and no file, and the same frames always give the same rows: crash recovery re-normalizes
+journal segments and must get the rows the live run would have written.
+
+Rules (what lands where):
+- ``in`` and ``out`` frames each give one ``raw`` row with the exact bytes. Its ``topic`` is, for
+  ``in``, the frame's ``topic`` value (null when absent or unparseable); for ``out``, the message
+  up to the first ``+{`` (``smd+265598``, ``sbd+ACCT+CONID``, ``tic``), null for a JSON message.
+- ``in`` frames also give their topic's rows: smd -> ``market_data``, smh -> ``bars``,
+  sbd -> ``depth``, sor -> ``orders``, str -> ``trades``, spl -> ``pnl`` (see
+  :mod:`recorder.normalize.topics`); ``system``/``sts``/``act``/``blt``/``ntf``/``tic`` -> an
+  ``events`` row of that kind; a topic-less ``{"error":…}`` -> kind ``error``, any other
+  topic-less message -> ``message``; an unknown topic (``sld+…``) -> ``other``. The event's
+  ``detail`` is the whole message as JSON text.
+- ``event`` frames (from :func:`recorder.frames.event_frame`) give one ``events`` row only.
+- A frame that cannot be read (bad JSON, not an object, a topic frame of the wrong shape) gives an
+  ``events`` row of kind ``malformed`` whose ``detail`` holds the error and an excerpt; its
+  ``raw`` row is kept. :func:`normalize` never raises for any bytes and never drops a frame.
+- Payloads are parsed once, with ``orjson.loads`` on the bytes; only when that fails is the
+  payload decoded leniently (``errors="replace"``: real gateways send byte 0x99) and parsed again.
+- Rows keep input order within each table.
+
+Speed: rows are tuples in schema column order, collected per table and turned into Arrow
+columns once per batch; dispatch is one dict lookup on the topic's prefix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+import orjson
+import pyarrow as pa
+
+from recorder.frames import EVENT, IN, OUT, Frame
+from recorder.normalize.topics import TOPIC_HANDLERS, NormalizeError, Row, malformed_detail
+from recorder.schema import TABLES, arrow_schema
+
+__all__ = ["EVENT_KINDS", "NormalizeError", "Rows", "normalize", "normalize_frame", "out_topic"]
+
+Rows = dict[str, list[Row]]
+"""Rows per table name, each a tuple in the column order of ``arrow_schema(table)``."""
+
+EVENT_KINDS: Final[frozenset[str]] = frozenset({"system", "sts", "act", "blt", "ntf", "tic"})
+"""Unsolicited topics that become an ``events`` row of the same kind."""
+
+_dumps = orjson.dumps
+_loads = orjson.loads
+_JSONDecodeError = orjson.JSONDecodeError
+
+
+def parse_payload(payload: bytes) -> Any:
+    """Parse one frame's JSON: strict bytes first, then a lenient UTF-8 decode.
+
+    Raises :class:`NormalizeError` when neither parses.
+    """
+    try:
+        return _loads(payload)
+    except _JSONDecodeError:
+        pass
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError:
+        try:
+            return _loads(payload.decode("utf-8", "replace"))
+        except _JSONDecodeError as exc:
+            raise NormalizeError(f"invalid JSON: {exc}") from None
+    try:
+        return _loads(payload)
+    except _JSONDecodeError as exc:
+        raise NormalizeError(f"invalid JSON: {exc}") from None
+
+
+def out_topic(payload: bytes) -> str | None:
+    """The ``raw.topic`` of an ``out`` frame: the message up to the first ``+{``."""
+    cut = payload.find(b"+{")
+    head = payload if cut < 0 else payload[:cut]
+    head = head.strip()
+    if not head or head[:1] in (b"{", b"["):
+        return None
+    return head[:200].decode("utf-8", "replace")
+
+
+def _message_event(
+    obj: dict[str, Any], topic: str | None, frame: Frame, kind: str
+) -> tuple[str, list[Row]]:
+    detail = _dumps(obj).decode()
+    return "events", [(frame.recv_ts_ns, frame.conn_id, frame.seq, kind, topic, detail)]
+
+
+def _in_rows(obj: Any, frame: Frame) -> tuple[str | None, str, list[Row]]:
+    """``(raw topic, table, rows)`` of a parsed ``in`` frame; raises :class:`NormalizeError`."""
+    if type(obj) is not dict:
+        raise NormalizeError(f"not a JSON object but {type(obj).__name__}")
+    topic = obj.get("topic")
+    if topic is None:
+        kind = "error" if "error" in obj else "message"
+        table, rows = _message_event(obj, None, frame, kind)
+        return None, table, rows
+    if type(topic) is not str:
+        raise NormalizeError(f"topic is not a string: {_dumps(topic).decode()[:100]}")
+    handler = TOPIC_HANDLERS.get(topic[:3] if topic[3:4] in ("+", "") else topic)
+    if handler is None:
+        kind = topic if topic in EVENT_KINDS else "other"
+        table, rows = _message_event(obj, topic, frame, kind)
+        return topic, table, rows
+    if "error" in obj:  # e.g. an smh refused by the gateway: a topic frame carrying an error
+        table, rows = _message_event(obj, topic, frame, "error")
+        return topic, table, rows
+    table, rows = handler(obj, topic, frame)
+    return topic, table, rows
+
+
+def _event_row(frame: Frame) -> Row:
+    obj = parse_payload(frame.payload)
+    if type(obj) is not dict:
+        raise NormalizeError("event payload is not a JSON object")
+    kind, topic, detail = obj.get("kind"), obj.get("topic"), obj.get("detail")
+    if type(kind) is not str or not (topic is None or type(topic) is str):
+        raise NormalizeError("event payload needs a string kind and a string or null topic")
+    return (
+        frame.recv_ts_ns,
+        frame.conn_id,
+        frame.seq,
+        kind,
+        topic,
+        None if detail is None else _dumps(detail).decode(),
+    )
+
+
+def _malformed_row(frame: Frame, error: str) -> Row:
+    return (
+        frame.recv_ts_ns,
+        frame.conn_id,
+        frame.seq,
+        "malformed",
+        None,
+        malformed_detail(error, frame.direction, frame.payload),
+    )
+
+
+def normalize_frame(frame: Frame) -> Rows:
+    """The rows of one frame; raises :class:`NormalizeError` (and nothing else) when unreadable.
+
+    Unlike :func:`normalize`, a rejected frame gives no rows at all here: the caller decides.
+    """
+    if not isinstance(frame.payload, bytes):
+        raise NormalizeError("payload is not bytes")
+    direction = frame.direction
+    if direction == IN:
+        topic, table, rows = _in_rows(parse_payload(frame.payload), frame)
+        raw = (frame.recv_ts_ns, frame.conn_id, frame.seq, IN, topic, frame.payload)
+        return {table: rows, "raw": [raw]}
+    if direction == OUT:
+        topic = out_topic(frame.payload)
+        return {"raw": [(frame.recv_ts_ns, frame.conn_id, frame.seq, OUT, topic, frame.payload)]}
+    if direction == EVENT:
+        return {"events": [_event_row(frame)]}
+    raise NormalizeError(f"unknown direction {direction!r}")
+
+
+def normalize(frames: Sequence[Frame]) -> dict[str, pa.Table]:
+    """Normalize a batch: one Arrow table per non-empty output table, rows in input order.
+
+    Never raises for any payload: unreadable frames become ``events`` rows of kind
+    ``malformed`` (and ``in``/``out`` frames keep their ``raw`` row).
+    """
+    out: dict[str, list[Row]] = {name: [] for name in TABLES}
+    raw_rows = out["raw"]
+    events = out["events"]
+    loads = _loads
+    for frame in frames:
+        direction = frame.direction
+        if direction == IN:
+            topic: str | None = None
+            try:
+                try:
+                    obj = loads(frame.payload)
+                except _JSONDecodeError:
+                    obj = parse_payload(frame.payload)
+                topic, table, rows = _in_rows(obj, frame)
+                out[table].extend(rows)
+            except NormalizeError as exc:
+                events.append(_malformed_row(frame, str(exc)))
+            except Exception as exc:  # a bug must not stop recording; the raw row still lands
+                events.append(_malformed_row(frame, f"internal error: {exc!r}"))
+            raw_rows.append((frame.recv_ts_ns, frame.conn_id, frame.seq, IN, topic, frame.payload))
+        else:
+            try:
+                for table, rows in normalize_frame(frame).items():
+                    out[table].extend(rows)
+            except NormalizeError as exc:
+                events.append(_malformed_row(frame, str(exc)))
+            except Exception as exc:  # pragma: no cover - safety net, as above
+                events.append(_malformed_row(frame, f"internal error: {exc!r}"))
+    return {name: to_table(name, rows) for name, rows in out.items() if rows}
+
+
+def to_table(table: str, rows: Sequence[Row]) -> pa.Table:
+    """Rows (tuples in schema column order) as an Arrow table of exactly ``arrow_schema(table)``."""
+    schema = arrow_schema(table)
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(schema)
+    if len(columns) != len(schema):
+        raise ValueError(f"{table}: rows have {len(columns)} values, schema {len(schema)}")
+    arrays = [pa.array(col, type=field.type) for col, field in zip(columns, schema, strict=True)]
+    return pa.Table.from_arrays(arrays, schema=schema)
