@@ -1,0 +1,329 @@
+"""The websocket side of the simulated gateway: login, client commands, and socket faults.
+
+Login: a ``Cookie: api=<id>`` (or ``api={"session":"<id>"}``) with the right id logs in at
+once; otherwise the socket gets ``{"message":"waiting for session"}`` and logs in on
+``{"session":"<id>"}``. Login sends the burst ``system`` success, ``act``, ``sts``. A wrong id,
+or ``{"session":…}`` on a socket already logged in, gets the ``Topic unknown '{"s'`` error.
+Other commands before login are ignored. While the brokerage session is not authenticated
+(expired, competing, maintenance) every new socket is closed with code 1000 right after the
+handshake (a competing session sends its ``sts`` frames first).
+
+smh: at most ``smh_max_concurrent`` (5) slots per connection, held from the answer until
+``umh+<serverId>`` or the socket closes; a request over the limit gets nothing
+(``smh_over_limit="silent"``) or a topic-less error frame (``"error"``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiohttp import WSMsgType, web
+
+from recorder.sim import encode, history
+from recorder.sim.account import STR_EMPTY, ladder
+from recorder.sim.connection import Conn, SmdSub
+from recorder.sim.core import GatewayCore
+from recorder.sim.protocol import (
+    Ignored,
+    Sbd,
+    SessionLogin,
+    Smd,
+    Smh,
+    Stream,
+    Tic,
+    Ubd,
+    Umd,
+    Umh,
+    Unknown,
+    parse,
+)
+from recorder.sim.rest import AuthState, session_from_cookie
+
+
+class WebsocketSide(GatewayCore):
+    """Everything that happens on ``/v1/api/ws`` (a base of :class:`SimGateway`)."""
+
+    # ---- connection ---------------------------------------------------------------------------
+
+    async def ws_handler(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(compress=False, timeout=2.0, max_msg_size=1 << 20)
+        await ws.prepare(request)
+        self._next_conn += 1
+        conn = Conn(self._next_conn, request, ws)
+        self.conns[conn.conn_id] = conn
+        self.stats.ws_connects += 1
+        try:
+            if self.auth is not AuthState.OK:
+                if self.auth is AuthState.COMPETING:
+                    for frame in encode.sts_auth_lost(True, "competing session"):
+                        await self.send(conn, frame, "sts")
+                await self.close_1000(conn)
+                return ws
+            if session_from_cookie(request.headers.get("Cookie", "")) == self.session_id:
+                await self._login(conn)
+            else:
+                await self.send(conn, encode.WAITING_FOR_SESSION, None)
+            async for msg in ws:
+                if msg.type is WSMsgType.TEXT:
+                    data = msg.data.encode()
+                elif msg.type is WSMsgType.BINARY:
+                    data = msg.data
+                else:
+                    continue
+                self.record_received(conn, data)
+                await self._handle(conn, data.decode("utf-8", "replace"))
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            conn.closed = True
+            self.conns.pop(conn.conn_id, None)
+            self._count_smh()
+        return ws
+
+    async def close_1000(self, conn: Conn) -> None:
+        if conn.closed:
+            return
+        conn.closed = True
+        self.stats.ws_closes_1000 += 1
+        try:
+            await conn.ws.close(code=1000, message=b"")
+        except (ConnectionError, RuntimeError):
+            pass
+
+    async def _login(self, conn: Conn) -> None:
+        conn.authed = True
+        self.stats.ws_logins += 1
+        paper = self.options.account.startswith("D")
+        await self.send(conn, encode.system_success(self.options.username, paper), "system")
+        tag = f"{self._started_ms // 1000:08x}.{conn.conn_id:08x}"
+        await self.send(conn, encode.act(self.options.account, tag, paper), "act")
+        await self.send(conn, encode.sts_login(self.options.username), "sts")
+
+    # ---- commands --------------------------------------------------------------------------
+
+    async def _handle(self, conn: Conn, text: str) -> None:
+        cmd = parse(text)
+        if isinstance(cmd, Tic):
+            self.stats.tics_received += 1
+            if conn.authed:
+                reply = encode.tic_reply(self.session_id, int(time.time() * 1000))
+                for _ in range(4):
+                    await self.send(conn, reply, "tic")
+            return
+        if isinstance(cmd, SessionLogin):
+            if not conn.authed and cmd.session_id == self.session_id and self.auth is AuthState.OK:
+                await self._login(conn)
+            else:
+                await self.send(conn, encode.topic_unknown(text), None)
+            return
+        if not conn.authed:
+            return
+        if isinstance(cmd, Smd):
+            await self._smd(conn, cmd)
+        elif isinstance(cmd, Umd):
+            self.stats.umd_received += 1
+            conn.smd.pop(cmd.conid_ex, None)
+        elif isinstance(cmd, Smh):
+            await self._smh(conn, cmd)
+        elif isinstance(cmd, Umh):
+            self.stats.umh_received += 1
+            conn.smh.pop(cmd.server_id, None)
+            self._count_smh()
+        elif isinstance(cmd, Sbd):
+            self.stats.sbd_subscribes += 1
+            conn.sbd[cmd.key] = cmd
+            await self.send_ladder(conn, cmd)
+        elif isinstance(cmd, Ubd):
+            for key in [k for k, s in conn.sbd.items() if s.account == cmd.account]:
+                del conn.sbd[key]
+        elif isinstance(cmd, Stream):
+            await self._stream(conn, cmd)
+        elif isinstance(cmd, Unknown):
+            await self.send(conn, encode.topic_unknown(cmd.text), None)
+        elif isinstance(cmd, Ignored):
+            pass
+
+    async def _smd(self, conn: Conn, cmd: Smd) -> None:
+        self.stats.smd_subscribes += 1
+        old = conn.smd.get(cmd.conid_ex)
+        fields = (
+            cmd.fields
+            if old is None
+            else old.fields + tuple(f for f in cmd.fields if f not in old.fields)
+        )
+        sub = SmdSub(
+            cmd.conid,
+            cmd.conid_ex,
+            fields,
+            self.next_server_id(),
+            time.monotonic() + self.options.smd_expiry_seconds,
+        )
+        conn.smd[cmd.conid_ex] = sub
+        first, second = sub.snapshot(self.market.quote(cmd.conid), self.updated_now_ms())
+        await self.send(conn, first, f"smd+{cmd.conid}")
+        await self.send(conn, second, f"smd+{cmd.conid}")
+
+    async def _smh(self, conn: Conn, cmd: Smh) -> None:
+        self.stats.smh_requests += 1
+        limit = self.options.smh_max_concurrent
+        if len(conn.smh) >= limit:
+            self.stats.smh_refused += 1
+            if self.options.smh_over_limit == "error":
+                await self.send(conn, history.over_limit_error(limit), None)
+            return
+        server_id = self.next_smh_id()
+        conn.smh[server_id] = cmd.conid
+        self._count_smh()
+        quote = self.market.quote(cmd.conid)
+        frame = history.smh_answer(
+            conid=cmd.conid,
+            server_id=server_id,
+            symbol=quote.instrument.symbol,
+            name=quote.instrument.name,
+            price=quote.last,
+            args=cmd.args,
+            payload=cmd.payload,
+            now_ms=int(time.time() * 1000),
+            rng=quote.rng,
+        )
+        self.stats.smh_answers += 1
+        await self.send(conn, frame, f"smh+{cmd.conid}")
+
+    def _count_smh(self) -> None:
+        self.stats.smh_open = sum(len(c.smh) for c in self.conns.values() if not c.closed)
+        self.stats.smh_open_max = max(self.stats.smh_open_max, self.stats.smh_open)
+
+    async def _stream(self, conn: Conn, cmd: Stream) -> None:
+        if not cmd.on:
+            conn.streams.discard(cmd.name)
+            return
+        conn.streams.add(cmd.name)
+        now_ms = int(time.time() * 1000)
+        if cmd.name == "str":
+            await self.send(conn, STR_EMPTY, "str")
+            if cmd.args.get("realtimeUpdatesOnly") is not True:
+                for ex in self.account_sim.backfill(self.market.quote(265598), now_ms):
+                    await self.send(conn, ex.frame(False), "str")
+                    await self.send(conn, ex.frame(True), "str")
+        elif cmd.name == "spl":
+            await self.send(conn, self.account_sim.pnl(0.0), "spl")
+
+    def sbd_topic(self, sbd: Sbd) -> str:
+        return f"sbd+{sbd.account}+{sbd.conid}"
+
+    async def send_ladder(self, conn: Conn, sbd: Sbd) -> None:
+        topic = self.sbd_topic(sbd)
+        await self.send(conn, ladder(topic, self.market.quote(sbd.conid)), topic)
+
+    # ---- socket faults ---------------------------------------------------------------------
+
+    async def drop_connections(self) -> None:
+        """Abort every open socket: the transport closes without a close frame."""
+        self._abort_all()
+        await asyncio.sleep(0)
+
+    def stall(self, seconds: float) -> None:
+        """Existing sockets stay open but get nothing (not even hb) for ``seconds``."""
+        until = time.monotonic() + seconds
+        for conn in self.conns.values():
+            conn.stalled_until = until
+
+    def _lose_auth(self, state: AuthState) -> None:
+        self.auth = state
+        competing = state is AuthState.COMPETING
+        message = "competing session" if competing else ""
+        for conn in list(self.conns.values()):
+            self.spawn(self._kick(conn, competing, message))
+
+    async def _kick(self, conn: Conn, competing: bool, message: str) -> None:
+        if conn.authed:
+            for frame in encode.sts_auth_lost(competing, message):
+                await self.send(conn, frame, "sts")
+        await self.close_1000(conn)
+
+    def expire_session(self) -> None:
+        """REST says unauthenticated (401); sockets get sts, then close 1000, new ones too."""
+        self._lose_auth(AuthState.EXPIRED)
+
+    def compete(self) -> None:
+        """A competing session took the brokerage session (ssodh/init with compete restores)."""
+        self._lose_auth(AuthState.COMPETING)
+
+    def maintenance(self, seconds: float) -> None:
+        """Like :meth:`expire_session`, restoring itself after ``seconds``."""
+        self._lose_auth(AuthState.MAINTENANCE)
+
+        async def end() -> None:
+            await asyncio.sleep(seconds)
+            if self.auth is AuthState.MAINTENANCE:
+                self.auth = AuthState.OK
+
+        self.spawn(end())
+
+    def restore_session(self) -> None:
+        self.auth = AuthState.OK
+
+    def _broadcast(self, payload: bytes, topic: str | None) -> None:
+        for conn in list(self.conns.values()):
+            if conn.authed and not conn.closed:
+                self.spawn(self.send(conn, payload, topic))
+
+    def send_bad_utf8(self) -> None:
+        """Every logged-in socket gets one sor frame whose text holds a raw 0x99 byte."""
+        frame = (
+            b'{"topic":"sor","args":[{"acct":"'
+            + self.options.account.encode()
+            + b'","orderId":912091999,"orderDesc":"Buy 1 AAPL\x99 Limit 1.00, Day",'
+            b'"status":"Submitted"}]}'
+        )
+        self._broadcast(frame, "sor")
+
+    def send_malformed(self) -> None:
+        """Every logged-in socket gets one text frame that is not valid JSON."""
+        self._broadcast(encode.MALFORMED, None)
+
+    # ---- load -------------------------------------------------------------------------------
+
+    def set_rate(self, frames_per_s: float, seconds: float | None = None) -> None:
+        """Send extra real-shaped frames at a steady rate to every logged-in socket; 0 stops."""
+        self._start_pump(frames_per_s, None, seconds)
+
+    def burst(self, frames: int, within_seconds: float) -> None:
+        """Send ``frames`` extra frames to every logged-in socket within ``within_seconds``."""
+        self._start_pump(frames / max(within_seconds, 1e-3), frames, within_seconds)
+
+    def _start_pump(self, rate: float, total: int | None, seconds: float | None) -> None:
+        if self._rate_task is not None:
+            self._rate_task.cancel()
+            self._rate_task = None
+        if rate > 0:
+            self._rate_task = asyncio.get_running_loop().create_task(
+                self._pump(rate, total, seconds)
+            )
+
+    async def _pump(self, rate: float, total: int | None, seconds: float | None) -> None:
+        from recorder.sim.load import frame_pool
+
+        pool = frame_pool(self.options.seed, self.options.account)
+        start = time.monotonic()
+        sent = 0
+        i = 0
+        while total is None or sent < total:
+            elapsed = time.monotonic() - start
+            if seconds is not None and total is None and elapsed >= seconds:
+                break
+            due = int(elapsed * rate) + 1 - sent
+            if total is not None:
+                due = min(due, total - sent)
+            if due <= 0:
+                await asyncio.sleep(min(0.005, 1 / rate))
+                continue
+            live = [c for c in self.conns.values() if c.authed and not c.closed]
+            for _ in range(due):
+                payload, topic = pool[i % len(pool)]
+                i += 1
+                for conn in live:
+                    await self.send(conn, payload, topic)
+            sent += due
+            await asyncio.sleep(0)
