@@ -99,7 +99,7 @@ class SmdGroup:
 
 @dataclass(frozen=True)
 class SmhRequest:
-    """One historical-bars request; ``every_seconds`` 0 means once per connection."""
+    """One historical-bars request; ``every_seconds`` 0 means once per run."""
 
     conid: int
     period: str = "1d"
