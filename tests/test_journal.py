@@ -1,0 +1,123 @@
+"""The journal: batch records read back exactly, torn tails dropped, numbering grows."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from storage_frames import FullDisk, real_frames
+
+from recorder.frames import Frame
+from recorder.journal import (
+    Segment,
+    encode_batch,
+    list_segments,
+    next_segment_number,
+    read_segment,
+    segment_path,
+)
+
+
+def test_batches_read_back_exactly_in_order(tmp_path: Path) -> None:
+    frames = real_frames()
+    events = [Frame(5, 0, 999, "event", b'{"kind":"connect"}'),
+              Frame(6, 2, 1000, "out", b"tic"), Frame(7, 2, 1001, "in", b"\x99\x00bytes")]
+    seg = Segment.create(tmp_path, 7, 1_234, "America/New_York")
+    seg.append(frames[:100])
+    seg.append(frames[100:])
+    seg.append(events)
+    seg.close()
+    seg.close()  # idempotent
+    got = read_segment(segment_path(tmp_path, 7))
+    assert got.frames == frames + events
+    assert (got.number, got.created_ns, got.timezone, got.torn_bytes) == (
+        7, 1_234, "America/New_York", 0)
+
+
+def test_one_write_per_batch(tmp_path: Path) -> None:
+    seg = Segment.create(tmp_path, 1, 0, "UTC")
+    size = seg.size
+    written = seg.append(real_frames(1000))
+    assert written == len(encode_batch(real_frames(1000)))
+    assert os.path.getsize(seg.path) == size + written
+    seg.close()
+
+
+def test_every_torn_tail_is_dropped_never_raises(tmp_path: Path) -> None:
+    frames = real_frames(30)
+    seg = Segment.create(tmp_path, 3, 0, "UTC")
+    seg.append(frames[:10])
+    seg.append(frames[10:20])
+    whole = seg.size
+    seg.append(frames[20:])
+    seg.close()
+    data = seg.path.read_bytes()
+    for cut in range(whole, len(data)):  # every byte of the last record
+        seg.path.write_bytes(data[:cut])
+        got = read_segment(seg.path)
+        assert got.frames == frames[:20]
+        assert got.torn_bytes == cut - whole
+    for cut in range(0, 40):  # a segment killed while its header was written
+        seg.path.write_bytes(data[:cut])
+        assert read_segment(seg.path).frames == []
+
+
+def test_corrupt_record_stops_reading(tmp_path: Path) -> None:
+    frames = real_frames(20)
+    seg = Segment.create(tmp_path, 1, 0, "UTC")
+    seg.append(frames[:10])
+    whole = seg.size
+    seg.append(frames[10:])
+    seg.close()
+    data = bytearray(seg.path.read_bytes())
+    data[whole + 40] ^= 0xFF  # flip a byte inside the second record's body
+    seg.path.write_bytes(bytes(data))
+    got = read_segment(seg.path)
+    assert got.frames == frames[:10]
+    assert got.torn_bytes == len(data) - whole
+
+
+def test_failed_append_cuts_back_and_later_records_survive(tmp_path: Path) -> None:
+    frames = real_frames(60)
+    disk = FullDisk(budget=10_000_000)
+    seg = Segment.create(tmp_path, 1, 0, "UTC", opener=disk)
+    seg.append(frames[:20])
+    disk.budget = 500  # the next record does not fit: part of it lands, then ENOSPC
+    try:
+        seg.append(frames[20:40])
+    except OSError as exc:
+        assert "No space left" in str(exc)
+    else:
+        raise AssertionError("append should have failed")
+    disk.budget = 10_000_000
+    seg.append(frames[20:40])  # the retry of the same batch
+    seg.append(frames[40:])
+    seg.close()
+    assert read_segment(seg.path).frames == frames
+
+
+def test_numbers_grow_across_runs_even_after_segments_are_deleted(tmp_path: Path) -> None:
+    assert next_segment_number(tmp_path) == 1
+    for n in (1, 2, 5):
+        Segment.create(tmp_path, n, 0, "UTC").close()
+    assert list_segments(tmp_path) == [1, 2, 5]
+    assert next_segment_number(tmp_path) == 6
+    for n in (1, 2, 5):
+        segment_path(tmp_path, n).unlink()
+    assert next_segment_number(tmp_path) == 6
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2**62), st.integers(0, 2**31 - 1),
+                          st.integers(0, 2**62), st.sampled_from(["in", "out", "event"]),
+                          st.binary(max_size=300)), min_size=1, max_size=40))
+def test_any_frames_round_trip(tmp_path_factory: object, items: list[tuple]) -> None:
+    folder = tmp_path_factory.mktemp("j")  # type: ignore[attr-defined]
+    frames = [Frame(*item) for item in items]
+    seg = Segment.create(folder, 1, 0, "UTC")
+    seg.append(frames[: len(frames) // 2])
+    seg.append(frames[len(frames) // 2 :])
+    seg.close()
+    assert read_segment(seg.path).frames == frames
