@@ -1,0 +1,177 @@
+"""Parquet files that appear atomically, and the folder layout they live in.
+
+Layout: ``DIR/<table>/date=YYYY-MM-DD/<table>-<HHMMSS>-<seq>.parquet``. ``date`` is the trading
+day of each row's ``recv_ts`` in the output timezone; ``HHMMSS`` and ``seq`` come from the
+journal segment the rows belong to, so the name of a segment's file is known before it exists
+(recovery relies on that to publish each file exactly once).
+
+Rules and invariants:
+- A :class:`PartialFile` is opened only when it gets rows; it is written as
+  ``<name>.parquet.partial`` and becomes ``<name>.parquet`` only through :meth:`publish`,
+  after close and fsync. Nothing ending in ``.parquet`` is ever half-written.
+- Every write is one row group, and its schema must equal the file's: a mismatch raises
+  :class:`SchemaMismatch` showing both schemas.
+- Every file's key-value metadata carries the schema version and the recorder version.
+- Folders are created with default permissions (the umask decides).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import IO, Final
+from zoneinfo import ZoneInfo
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from recorder.journal import Opener, default_opener, fsync_dir
+
+PARTIAL: Final = ".partial"
+COMPRESSION: Final = "zstd"
+
+
+class SchemaMismatch(ValueError):
+    """Rows whose schema is not the file's. The message shows both."""
+
+    def __init__(self, path: Path, expected: pa.Schema, got: pa.Schema) -> None:
+        super().__init__(
+            f"schema mismatch writing {path.name}\n--- file schema:\n{expected}\n"
+            f"--- rows schema:\n{got}"
+        )
+
+
+def file_metadata() -> dict[bytes, bytes]:
+    """The key-value metadata every file carries."""
+    from recorder import __version__
+    from recorder.schema import SCHEMA_VERSION
+
+    return {
+        b"recorder.schema_version": str(SCHEMA_VERSION).encode(),
+        b"recorder.version": __version__.encode(),
+    }
+
+
+def partition_dir(root: Path, table: str, date: str) -> Path:
+    return root / table / f"date={date}"
+
+
+def file_name(table: str, hhmmss: str, seq: int) -> str:
+    return f"{table}-{hhmmss}-{seq}.parquet"
+
+
+def hhmmss(created_ns: int, timezone: str) -> str:
+    """Wall-clock time of ``created_ns`` in ``timezone``, as used in file names."""
+    when = dt.datetime.fromtimestamp(created_ns / 1e9, ZoneInfo(timezone))
+    return when.strftime("%H%M%S")
+
+
+def _day(ns: int, zone: ZoneInfo) -> str:
+    return dt.datetime.fromtimestamp(ns // 1_000_000_000, zone).date().isoformat()
+
+
+def split_by_date(table: pa.Table, timezone: str) -> dict[str, pa.Table]:
+    """Rows of ``table`` grouped by the trading day of ``recv_ts`` in ``timezone``."""
+    if table.num_rows == 0:
+        return {}
+    zone = ZoneInfo(timezone)
+    ts = table.column("recv_ts")
+    bounds = pc.min_max(ts)
+    low = bounds["min"].cast(pa.int64()).as_py()
+    high = bounds["max"].cast(pa.int64()).as_py()
+    first, last = _day(low, zone), _day(high, zone)
+    if first == last:  # the common case: a whole batch in one day
+        return {first: table}
+    local = pc.local_timestamp(ts.cast(pa.timestamp("ns", tz=timezone)))
+    days = pc.cast(local, pa.date32())
+    out: dict[str, pa.Table] = {}
+    for day in pc.unique(days).to_pylist():
+        out[day.isoformat()] = table.filter(pc.equal(days, pa.scalar(day, pa.date32())))
+    return out
+
+
+class PartialFile:
+    """A Parquet file being written as ``*.partial``; :meth:`publish` makes it visible."""
+
+    def __init__(self, final_path: Path, schema: pa.Schema,
+                 opener: Opener = default_opener,
+                 metadata: dict[bytes, bytes] | None = None) -> None:
+        self.final_path = final_path
+        self.partial_path = final_path.with_name(final_path.name + PARTIAL)
+        self.schema = schema
+        self._metadata = metadata
+        self._opener = opener
+        self._file: IO[bytes] | None = None
+        self._writer: pq.ParquetWriter | None = None
+        self.rows = 0
+        self.row_groups = 0
+        self.closed = False
+
+    def write(self, rows: pa.Table) -> None:
+        """Append ``rows`` as one row group (opening the file on the first rows)."""
+        if rows.num_rows == 0:
+            return
+        if not rows.schema.equals(self.schema, check_metadata=False):
+            raise SchemaMismatch(self.final_path, self.schema, rows.schema)
+        if self.closed:
+            raise ValueError(f"{self.partial_path} is already closed")
+        if self._writer is None:
+            self.final_path.parent.mkdir(parents=True, exist_ok=True)
+            meta = self._metadata if self._metadata is not None else file_metadata()
+            self._file = self._opener(self.partial_path, "wb")
+            self._writer = pq.ParquetWriter(
+                self._file, self.schema.with_metadata(meta), compression=COMPRESSION
+            )
+        self._writer.write_table(rows, row_group_size=rows.num_rows)
+        self.rows += rows.num_rows
+        self.row_groups += 1
+
+    def finish(self) -> bool:
+        """Close and fsync the partial file. False if it never got rows (no file)."""
+        if self.closed:
+            return self._file is not None
+        self.closed = True
+        if self._writer is None or self._file is None:
+            return False
+        self._writer.close()
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        return True
+
+    def publish(self) -> None:
+        """Rename the finished partial file to its final name (fsync the folder after)."""
+        os.replace(self.partial_path, self.final_path)
+
+    def abort(self) -> None:
+        """Drop the partial file, whatever state it is in; safe to call twice."""
+        self.closed = True
+        try:
+            if self._writer is not None:
+                self._writer.close()
+        except (OSError, ValueError):
+            pass
+        if self._file is not None and not self._file.closed:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+        self.partial_path.unlink(missing_ok=True)
+
+
+def write_file(final_path: Path, rows: pa.Table, opener: Opener = default_opener,
+               metadata: dict[bytes, bytes] | None = None,
+               row_group_rows: int = 1_000_000) -> None:
+    """Write ``rows`` to ``final_path`` atomically: partial, fsync, rename, fsync folder."""
+    part = PartialFile(final_path, rows.schema, opener, metadata)
+    try:
+        for batch in rows.to_batches(max_chunksize=row_group_rows):
+            part.write(pa.Table.from_batches([batch]))
+        if part.finish():
+            part.publish()
+            fsync_dir(final_path.parent)
+    except BaseException:
+        part.abort()
+        raise

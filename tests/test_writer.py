@@ -1,0 +1,99 @@
+"""Parquet files: atomic publish, one row group per write, metadata, schema check, dates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from storage_frames import FullDisk, rows
+
+from recorder import __version__
+from recorder.writer import (
+    PartialFile,
+    SchemaMismatch,
+    file_name,
+    hhmmss,
+    partition_dir,
+    split_by_date,
+    write_file,
+)
+
+SCHEMA = pa.schema([("recv_ts", pa.timestamp("ns", tz="UTC")), ("seq", pa.int64()),
+                    ("topic", pa.string())])
+META = {b"recorder.schema_version": b"1", b"recorder.version": __version__.encode()}
+# 2026-04-30 03:59:59 UTC is still 2026-04-29 in New York; 04:00:00 is the 30th
+EVE = 1_777_521_599_000_000_000
+MIDNIGHT_NY = 1_777_521_600_000_000_000
+
+
+def table(ts: list[int], first_seq: int = 1) -> pa.Table:
+    n = len(ts)
+    return pa.table({"recv_ts": pa.array(ts, pa.timestamp("ns", tz="UTC")),
+                     "seq": pa.array(range(first_seq, first_seq + n), pa.int64()),
+                     "topic": pa.array([f"smd+{i}" for i in range(n)])}, schema=SCHEMA)
+
+
+def test_file_is_invisible_until_published(tmp_path: Path) -> None:
+    final = partition_dir(tmp_path, "raw", "2026-04-30") / file_name("raw", "100000", 7)
+    part = PartialFile(final, SCHEMA, metadata=META)
+    assert not final.parent.exists()  # nothing is created before rows arrive
+    part.write(table([MIDNIGHT_NY, MIDNIGHT_NY + 1]))
+    part.write(table([MIDNIGHT_NY + 2], first_seq=3))
+    assert sorted(p.name for p in final.parent.iterdir()) == ["raw-100000-7.parquet.partial"]
+    with pytest.raises(duckdb.IOException, match="No files found"):
+        rows(f"SELECT count(*) FROM read_parquet('{tmp_path}/**/*.parquet')")
+    assert part.finish()
+    part.publish()
+    assert sorted(p.name for p in final.parent.iterdir()) == ["raw-100000-7.parquet"]
+    got = rows(f"SELECT seq, topic, date FROM read_parquet('{tmp_path}/*/*/*.parquet', "
+               "hive_partitioning=true) ORDER BY seq")
+    assert [(s, t, str(d)) for s, t, d in got] == [
+        (1, "smd+0", "2026-04-30"), (2, "smd+1", "2026-04-30"), (3, "smd+0", "2026-04-30")]
+    meta = pq.ParquetFile(final)
+    assert meta.metadata.num_row_groups == 2
+    kv = meta.schema_arrow.metadata
+    assert kv[b"recorder.schema_version"] == b"1"
+    assert kv[b"recorder.version"] == __version__.encode()
+    assert meta.metadata.row_group(0).column(0).compression == "ZSTD"
+
+
+def test_no_rows_no_file(tmp_path: Path) -> None:
+    part = PartialFile(tmp_path / "t" / "x.parquet", SCHEMA, metadata=META)
+    part.write(table([]))
+    assert part.finish() is False
+    assert not (tmp_path / "t").exists()
+
+
+def test_schema_mismatch_raises_showing_both(tmp_path: Path) -> None:
+    part = PartialFile(tmp_path / "x.parquet", SCHEMA, metadata=META)
+    other = table([1]).rename_columns(["recv_ts", "seq", "kind"])
+    with pytest.raises(SchemaMismatch) as info:
+        part.write(other)
+    text = str(info.value)
+    assert "topic: string" in text and "kind: string" in text
+
+
+def test_rows_split_by_trading_day_in_the_timezone() -> None:
+    t = table([EVE - 1, EVE, MIDNIGHT_NY, MIDNIGHT_NY + 5])
+    by_day = split_by_date(t, "America/New_York")
+    assert {d: v.column("seq").to_pylist() for d, v in by_day.items()} == {
+        "2026-04-29": [1, 2], "2026-04-30": [3, 4]}
+    assert {d: v.num_rows for d, v in split_by_date(t, "UTC").items()} == {"2026-04-30": 4}
+    assert split_by_date(table([]), "UTC") == {}
+    assert hhmmss(MIDNIGHT_NY, "America/New_York") == "000000"
+    assert hhmmss(MIDNIGHT_NY, "UTC") == "040000"
+
+
+def test_full_disk_leaves_nothing_visible(tmp_path: Path) -> None:
+    final = tmp_path / "raw" / "date=2026-04-30" / "raw-000000-1.parquet"
+    disk = FullDisk(budget=2_000)
+    big = table(list(range(MIDNIGHT_NY, MIDNIGHT_NY + 20_000)))
+    with pytest.raises(OSError, match="No space left"):
+        write_file(final, big, opener=disk, metadata=META)
+    assert disk.failures >= 1
+    assert list(tmp_path.glob("**/*.parquet*")) == []
+    write_file(final, big, metadata=META)
+    assert rows(f"SELECT count(*), max(seq) FROM '{final}'") == [(20_000, 20_000)]
