@@ -76,7 +76,7 @@ class Account:
     ) -> dict[str, Any]:
         inst = quote.instrument
         verb = "Buy" if side == "BUY" else "Sell"
-        return {
+        row: dict[str, Any] = {
             "acct": self.account,
             "conidex": str(inst.conid),
             "conid": inst.conid,
@@ -108,6 +108,9 @@ class Account:
             "lastExecutionTime_r": now_ms // 1000 * 1000,
             "side": side,
         }
+        if status != "Inactive":  # the live PendingCancel snapshot has no outsideRTH
+            del row["outsideRTH"]
+        return row
 
     def lifecycle(self, quote: Quote, now_ms: int) -> tuple[list[bytes], list[Execution]]:
         """The next order's sor frames and its executions (cancels and fills alternate)."""

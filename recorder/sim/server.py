@@ -125,11 +125,11 @@ class SimGateway(WebsocketSide):
     async def _start_site(self) -> None:
         from recorder.sim.routes import build_app
 
-        self._runner = web.AppRunner(build_app(self), handle_signals=False, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(
-            self._runner, self.options.host, self.port, ssl_context=self._ssl, shutdown_timeout=0.2
+        self._runner = web.AppRunner(
+            build_app(self), handle_signals=False, access_log=None, shutdown_timeout=0.2
         )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.options.host, self.port, ssl_context=self._ssl)
         await site.start()
         server = site._server
         sockets = getattr(server, "sockets", None) or []
