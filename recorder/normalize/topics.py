@@ -50,7 +50,7 @@ Handler = Callable[[dict[str, Any], str, Frame], tuple[str, list[Row]]]
 def _array(obj: dict[str, Any], key: str, topic: str) -> list[dict[str, Any]]:
     items = obj.get(key)
     if type(items) is not list:
-        raise NormalizeError(f"{topic} frame without a `{key}` array")
+        raise NormalizeError(f"{topic} frame has no `{key}` array")
     for item in items:
         if type(item) is not dict:
             raise NormalizeError(f"{topic} `{key}` element is not an object")
