@@ -1,0 +1,188 @@
+"""Each fault of the simulated gateway, seen from a real TLS ``websockets`` client."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import pytest
+from websockets.exceptions import ConnectionClosed, ConnectionClosedError
+
+from recorder.sim import SimGateway, SimOptions
+from tests.test_sim_support import T, client_ssl, login, open_ws, recv_json, recv_until
+
+
+def fast(**kw: object) -> SimOptions:
+    base: dict[str, object] = {"seed": 1, "hb_interval": 0.1, "update_interval": 0.05}
+    base.update(kw)
+    return SimOptions(**base)  # type: ignore[arg-type]
+
+
+def test_drop_connections_closes_without_a_close_frame() -> None:
+    async def main() -> None:
+        async with SimGateway(fast()) as gw, open_ws(gw) as ws:
+            await login(ws)
+            await gw.drop_connections()
+            with pytest.raises(ConnectionClosedError) as info:
+                for _ in range(100):
+                    await recv_json(ws)
+            assert info.value.rcvd is None  # no close frame came
+            await gw.wait_for(lambda: gw.connections == 0, T)
+
+    asyncio.run(main())
+
+
+def test_stall_sends_nothing_on_old_sockets_but_new_ones_work() -> None:
+    async def main() -> None:
+        async with SimGateway(fast()) as gw, open_ws(gw) as old:
+            await login(old)
+            await recv_until(old, lambda f: "hb" in f)
+            gw.stall(0.5)
+            stalled_at = time.monotonic()
+            async with open_ws(gw) as new:
+                assert len(await login(new)) == 3
+                await recv_until(new, lambda f: "hb" in f)
+            while True:  # drain frames already in flight before the stall
+                frame = await recv_json(old)
+                if time.monotonic() - stalled_at > 0.1:
+                    break
+            assert time.monotonic() - stalled_at >= 0.45
+            assert "hb" in frame and old.state.name == "OPEN"
+
+    asyncio.run(main())
+
+
+def test_expire_session_sts_then_close_1000_and_rest_401_until_restored() -> None:
+    async def main() -> None:
+        async with SimGateway(fast(hb_interval=5.0)) as gw, open_ws(gw) as ws:
+            await login(ws)
+            gw.expire_session()
+            frames = [await recv_json(ws) for _ in range(3)]
+            assert [f["args"] for f in frames] == [
+                {"competing": False},
+                {"message": ""},
+                {"authenticated": False},
+            ]
+            with pytest.raises(ConnectionClosed) as info:
+                await recv_json(ws)
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1000
+            for _ in range(2):  # every new connect closes 1000 at once
+                async with open_ws(gw) as again:
+                    with pytest.raises(ConnectionClosed) as info:
+                        await recv_json(again)
+                    assert info.value.rcvd is not None and info.value.rcvd.code == 1000
+            assert gw.stats.ws_closes_1000 == 3
+            async with aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=client_ssl(gw))
+            ) as http:
+                async with http.post(gw.url + "/v1/api/iserver/auth/status") as r:
+                    assert r.status == 401
+                gw.restore_session()
+                async with http.post(gw.url + "/v1/api/iserver/auth/status") as r:
+                    assert r.status == 200 and (await r.json())["authenticated"] is True
+            async with open_ws(gw) as back:
+                assert len(await login(back)) == 3
+
+    asyncio.run(main())
+
+
+def test_compete_and_ssodh_init_with_compete_restores() -> None:
+    async def main() -> None:
+        async with SimGateway(fast(hb_interval=5.0)) as gw, open_ws(gw) as ws:
+            await login(ws)
+            gw.compete()
+            frames = [await recv_json(ws) for _ in range(3)]
+            assert {"competing": True} in [f["args"] for f in frames]
+            assert frames[-1]["args"] == {"authenticated": False}
+            url = gw.url + "/v1/api/"
+            async with aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=client_ssl(gw))
+            ) as http:
+                async with http.get(url + "tickle") as r:
+                    auth = (await r.json())["iserver"]["authStatus"]
+                assert (auth["authenticated"], auth["competing"]) == (False, True)
+                async with http.post(
+                    url + "iserver/auth/ssodh/init", json={"publish": True, "compete": False}
+                ) as r:
+                    assert (await r.json())["authenticated"] is False
+                async with http.post(
+                    url + "iserver/auth/ssodh/init", json={"publish": True, "compete": True}
+                ) as r:
+                    assert (await r.json())["authenticated"] is True
+            async with open_ws(gw) as back:
+                assert len(await login(back)) == 3
+
+    asyncio.run(main())
+
+
+def test_maintenance_restores_itself() -> None:
+    async def main() -> None:
+        async with SimGateway(fast(hb_interval=5.0)) as gw:
+            gw.maintenance(0.3)
+            async with open_ws(gw) as ws:
+                with pytest.raises(ConnectionClosed):
+                    await recv_json(ws)
+            await gw.wait_for(lambda: gw.auth.value == "ok", T)
+            async with open_ws(gw) as ws:
+                assert len(await login(ws)) == 3
+
+    asyncio.run(main())
+
+
+def test_bad_utf8_and_malformed_frames_arrive_as_text_bytes() -> None:
+    async def main() -> None:
+        async with SimGateway(fast(hb_interval=5.0, update_interval=5.0)) as gw, open_ws(gw) as ws:
+            await login(ws)
+            gw.send_bad_utf8()
+            raw = await asyncio.wait_for(ws.recv(decode=False), T)
+            assert isinstance(raw, bytes) and b"\x99" in raw
+            gw.send_malformed()
+            raw = await asyncio.wait_for(ws.recv(decode=False), T)
+            assert raw == b'{"topic":"smd+265598","31":"271.5'
+            assert [f.payload for f in gw.sent[-2:]][1] == raw
+
+    asyncio.run(main())
+
+
+def test_rate_and_burst_deliver_the_asked_number_of_frames() -> None:
+    async def main() -> None:
+        opts = fast(hb_interval=50.0, update_interval=50.0, record_traffic=False)
+        async with SimGateway(opts) as gw, open_ws(gw) as ws:
+            await login(ws)
+            base = gw.stats.frames_sent
+            gw.burst(500, 0.2)
+            for _ in range(500):
+                await recv_json(ws)
+            assert gw.stats.frames_sent - base == 500 and gw.sent == []
+            gw.set_rate(1000, seconds=0.3)
+            got = 0
+            with pytest.raises(TimeoutError):
+                while True:
+                    await recv_json(ws, wait=0.3)
+                    got += 1
+            assert 250 <= got <= 350
+
+    asyncio.run(main())
+
+
+def test_rotate_certificate_and_restart_on_same_port() -> None:
+    async def main() -> None:
+        async with SimGateway(fast(hb_interval=5.0)) as gw:
+            old = gw.cafile
+            async with open_ws(gw) as ws:
+                await login(ws)
+                port = gw.port
+                await gw.restart()
+                with pytest.raises(ConnectionClosed):
+                    for _ in range(100):
+                        await recv_json(ws)
+            assert gw.port == port
+            gw.rotate_certificate()
+            assert gw.cafile != old
+            async with open_ws(gw) as ws:
+                assert len(await login(ws)) == 3
+                await ws.send('smd+265598+{"fields":["31"]}')
+                assert (await recv_json(ws))["server_id"] == "q1"
+
+    asyncio.run(main())
