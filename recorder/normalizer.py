@@ -145,7 +145,8 @@ def _malformed_row(frame: Frame, error: str) -> Row:
 def normalize_frame(frame: Frame) -> Rows:
     """The rows of one frame; raises :class:`NormalizeError` (and nothing else) when unreadable.
 
-    Unlike :func:`normalize`, a rejected frame gives no rows at all here: the caller decides.
+    Only tables with rows are keys. Unlike :func:`normalize`, a rejected frame gives no rows at
+    all here (not even ``raw``): the caller decides.
     """
     if not isinstance(frame.payload, bytes):
         raise NormalizeError("payload is not bytes")
@@ -153,7 +154,7 @@ def normalize_frame(frame: Frame) -> Rows:
     if direction == IN:
         topic, table, rows = _in_rows(parse_payload(frame.payload), frame)
         raw = (frame.recv_ts_ns, frame.conn_id, frame.seq, IN, topic, frame.payload)
-        return {table: rows, "raw": [raw]}
+        return {table: rows, "raw": [raw]} if rows else {"raw": [raw]}
     if direction == OUT:
         topic = out_topic(frame.payload)
         return {"raw": [(frame.recv_ts_ns, frame.conn_id, frame.seq, OUT, topic, frame.payload)]}
