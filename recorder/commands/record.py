@@ -1,11 +1,131 @@
-"""``recorder record``: record a trading day (SPEC §3, §4, §5)."""
+"""``recorder record``: record a trading day (SPEC §3, §4, §5).
+
+The config is loaded, merged with the options and validated before anything connects; a bad
+one exits 2 with one line naming the key. After that the command never exits because of the
+gateway: it waits and retries until stopped by ``--duration``, ``--until``, SIGINT or SIGTERM,
+and then exits 0 once everything is published.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
 import click
+
+from recorder.redact import RedactingFilter, Redactor
+
+
+def setup_logging(redactor: Redactor, quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    handler.addFilter(RedactingFilter(redactor))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING if quiet else logging.INFO)
+    for noisy in ("websockets", "aiohttp"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 @click.command()
-def record() -> None:
-    """Record the gateway's streams to Parquet (not built yet)."""
-    raise click.ClickException("recorder record is not built yet")
+@click.argument("config_file", required=False, type=click.Path(path_type=Path))
+@click.option("--gateway", metavar="URL",
+              help="Gateway base URL [default: https://localhost:5000].")
+@click.option("--out", type=click.Path(path_type=Path), help="Output folder [default: data].")
+@click.option("--smd", multiple=True, metavar="CONID[,CONID…]",
+              help="Quotes for these conids (CONID or CONID@EXCH); repeatable.")
+@click.option("--fields", multiple=True, metavar="ID[,ID…]",
+              help="Field ids for --smd [default: the 17 of SPEC §4].")
+@click.option("--smh", multiple=True, metavar="CONID:PERIOD:BAR[:SOURCE]",
+              help="Historical bars, e.g. 265598:1d:1min:trades; repeatable.")
+@click.option("--sbd", multiple=True, metavar="ACCT:CONID[:EXCH]",
+              help="Depth of book; repeatable.")
+@click.option("--orders", is_flag=True, help="Record order updates (sor).")
+@click.option("--trades", is_flag=True, help="Record executions (str).")
+@click.option("--pnl", is_flag=True, help="Record P&L (spl).")
+@click.option("--duration", metavar="6.5h|90m|30s", help="Stop after this long.")
+@click.option("--until", metavar="HH:MM", help="Stop at this time of day in output.timezone.")
+@click.option("--cafile", type=click.Path(), metavar="PEM",
+              help="Verify the gateway's certificate against this PEM.")
+@click.option("--insecure", is_flag=True,
+              help="Accept an unverified certificate from a non-loopback gateway.")
+@click.option("--quiet", is_flag=True, help="No live status line; warnings only.")
+def record(
+    config_file: Path | None,
+    gateway: str | None,
+    out: Path | None,
+    smd: tuple[str, ...],
+    fields: tuple[str, ...],
+    smh: tuple[str, ...],
+    sbd: tuple[str, ...],
+    orders: bool,
+    trades: bool,
+    pnl: bool,
+    duration: str | None,
+    until: str | None,
+    cafile: str | None,
+    insecure: bool,
+    quiet: bool,
+) -> None:
+    """Record the gateway's streams to Parquet until --duration, --until or Ctrl-C.
+
+    CONFIG_FILE is a TOML file (SPEC §4); the options override it. Without one, the defaults
+    and the options are used. Exit 0 when stopped by time or signal; 2 for a bad config.
+    """
+    from recorder.config import CliOverrides, ConfigError, load_config
+    from recorder.session import tls_context
+
+    overrides = CliOverrides(
+        gateway=gateway, out=out, smd=smd, fields=fields, smh=smh, sbd=sbd, orders=orders,
+        trades=trades, pnl=pnl, duration=duration, until=until, cafile=cafile,
+        insecure=insecure, quiet=quiet,
+    )
+    try:
+        config = load_config(config_file, overrides)
+        tls_context(config.gateway)
+    except ConfigError as exc:
+        click.echo(f"recorder: bad config: {exc}", err=True)
+        sys.exit(2)
+
+    redactor = Redactor()
+    setup_logging(redactor, config.quiet)
+    summary = asyncio.run(_record(config, redactor))
+    click.echo(_summary_text(summary, config.output.dir), err=True)
+
+
+async def _record(config: object, redactor: Redactor) -> object:
+    from recorder.runner import Recorder
+    from recorder.status import StatusReporter
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    quiet = getattr(config, "quiet", False)
+    status = None if quiet else StatusReporter()
+    recorder = Recorder(config, redactor=redactor, status=status)  # type: ignore[arg-type]
+    try:
+        return await recorder.run(stop)
+    finally:
+        if status is not None:
+            status.finish()
+
+
+def _summary_text(summary: object, out: Path) -> str:
+    s = summary
+    topics = ", ".join(f"{k} {v:,}" for k, v in sorted(getattr(s, "frames_by_topic", {}).items()))
+    stats = getattr(s, "storage", None)
+    rows = getattr(stats, "rows", {}) or {}
+    tables = ", ".join(f"{k} {v:,}" for k, v in sorted(rows.items()) if v)
+    return "\n".join([
+        f"recorded {getattr(s, 'seconds', 0.0):.1f} s, stopped by {getattr(s, 'stopped_by', '?')}",
+        f"  frames received: {getattr(s, 'frames_in', 0):,}" + (f" ({topics})" if topics else ""),
+        f"  rows written: {tables or 'none'}",
+        f"  files published: {getattr(stats, 'files_published', 0)} in {out}",
+        f"  connections: {getattr(s, 'connects', 0)}, reconnects: {getattr(s, 'reconnects', 0)}",
+    ])

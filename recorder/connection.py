@@ -1,0 +1,340 @@
+"""The websocket multiplexer: one socket, every subscription, kept alive through every fault.
+
+Rules this module keeps (SPEC §5):
+
+- Connect only when the :class:`SessionKeeper` says the brokerage session is authenticated,
+  with ``Cookie: api=<session id>``. If the gateway answers ``waiting for session``, send
+  ``{"session":"<id>"}`` once.
+- Subscribe only after an ``sts`` frame says ``authenticated: true``; subscriptions never
+  survive a reconnect, so every new connection gets them all again.
+- Receive bytes (``recv(decode=False)``): gateways send text frames holding bytes that are not
+  UTF-8, and decoding would drop the connection. Every frame received or sent is handed on,
+  byte for byte, with ``time.time_ns()`` taken once when it arrived.
+- ``tic`` every ``tic_seconds``; no frame at all for ``heartbeat_timeout_seconds`` means the
+  socket is dead: abort it and reconnect.
+- Any close, error or dead socket: back off (capped, jittered), then reconnect. A close 1000
+  before authentication, or ``sts`` saying unauthenticated, is an auth loss: the session keeper
+  checks the REST side again. Nothing here ever ends the process; only :meth:`stop` does.
+
+Time: this is a driver, so it reads ``clock`` (monotonic seconds) and hands ``now`` to the pure
+parts (:class:`KeepAlive`, :class:`SubscriptionBook`, :class:`SmhScheduler`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from recorder.actions import Action, Note, Send
+from recorder.config import SessionConfig
+from recorder.frames import IN, OUT, Frame
+from recorder.policy import Due, KeepAlive, backoff
+from recorder.session import SessionKeeper
+from recorder.signals import (
+    AuthChanged,
+    Competing,
+    SmhAnswer,
+    WaitingForSession,
+    signal_of,
+    topic_of,
+)
+from recorder.smh_slots import SmhScheduler
+from recorder.subscriptions import SubscriptionBook
+
+log = logging.getLogger(__name__)
+
+EmitEvent = Callable[[str, str | None, Any], None]
+PutFrame = Callable[[Frame], Awaitable[None]]
+
+
+class Counters:
+    """Shared, monotonically increasing ids of a run: one ``seq`` for every frame, one
+    ``conn_id`` for every websocket connection."""
+
+    def __init__(self) -> None:
+        self.seq = 0
+        self.conn_id = 0
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+
+class Multiplexer:
+    """Owns the websocket for the whole run. Put :meth:`run` in the task group; call
+    :meth:`stop` for a clean stop (unsubscribe, close), after which :meth:`run` returns."""
+
+    def __init__(
+        self,
+        url: str,
+        tls: ssl.SSLContext | None,
+        session: SessionKeeper,
+        config: SessionConfig,
+        book: SubscriptionBook,
+        smh: SmhScheduler,
+        put: PutFrame,
+        emit: EmitEvent,
+        counters: Counters,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        open_timeout: float = 10.0,
+    ) -> None:
+        self._url = url
+        self._tls = tls
+        self._session = session
+        self._config = config
+        self._book = book
+        self._smh = smh
+        self._put = put
+        self._emit = emit
+        self._counters = counters
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._open_timeout = open_timeout
+        self._ws: ClientConnection | None = None
+        self._stopping = False
+        self._wake = asyncio.Event()
+        self._last_frame = 0.0
+        self._authenticated_once = False
+        self.authenticated = False
+        self.connects = 0
+        self.reconnects = 0
+        self.frames_in = 0
+        self.frames_by_topic: Counter[bytes] = Counter()
+
+    @property
+    def smh_open(self) -> int:
+        return self._smh.open_count
+
+    @property
+    def smh_queued(self) -> int:
+        return self._smh.queued_count
+
+    @property
+    def last_frame_at(self) -> float | None:
+        """Monotonic time of the last frame received, or None before the first."""
+        return self._last_frame if self.frames_in else None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        delays = self._fresh_backoff()
+        while not self._stopping:
+            session_id = await self._wait_ready()
+            if session_id is None:
+                break
+            healthy = False
+            try:
+                healthy = await self._connect_and_serve(session_id)
+            except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
+                self._emit("connect_failed", None, {"error": f"{type(exc).__name__}: {exc}"})
+                log.warning("websocket connect failed: %s: %s", type(exc).__name__, exc)
+            if self._stopping:
+                break
+            if healthy:
+                delays = self._fresh_backoff()
+            delay = next(delays)
+            self._emit("reconnect_wait", None, {"seconds": round(delay, 3)})
+            await self._sleep(delay)
+
+    async def stop(self) -> None:
+        """Unsubscribe everything, close the socket with 1000, and let :meth:`run` return."""
+        self._stopping = True
+        self._wake.set()
+        ws = self._ws
+        if ws is not None:
+            if self.authenticated:
+                try:
+                    await self._execute(ws, self._book.unsubscribe_all())
+                except ConnectionClosed:
+                    pass
+            await ws.close(1000, "recorder stopping")
+
+    # -- one connection ----------------------------------------------------------------------
+
+    async def _connect_and_serve(self, session_id: str) -> bool:
+        """Serve one connection until it closes. True if it was healthy (authenticated)."""
+        async with connect(
+            self._url,
+            additional_headers={"Cookie": f"api={session_id}"},
+            ssl=self._tls,
+            open_timeout=self._open_timeout,
+            close_timeout=2.0,
+            ping_interval=None,  # the gateway's hb and our tic are the keep-alive
+            compression=None,
+            max_size=None,  # a frame over 1 MiB is still a frame to keep
+            max_queue=64,
+            proxy=None,
+        ) as ws:
+            self._ws = ws
+            self._counters.conn_id += 1
+            self.connects += 1
+            if self.connects > 1:
+                self.reconnects += 1
+            self.authenticated = False
+            self._emit("connect", None, {"conn_id": self._counters.conn_id, "url": self._url})
+            log.info("websocket connected (connection %d)", self._counters.conn_id)
+            ever_authenticated = False
+            self._last_frame = self._clock()
+            ticker = asyncio.create_task(self._tick(ws), name="ticker")
+            try:
+                ever_authenticated = await self._read(ws, session_id)
+            finally:
+                ticker.cancel()
+                try:
+                    await ticker
+                except asyncio.CancelledError:
+                    pass
+                self._ws = None
+                was_auth = self.authenticated
+                self.authenticated = False
+                self._book.on_disconnected()
+                self._smh.on_disconnected()
+                code = ws.close_code
+                self._emit(
+                    "disconnect",
+                    None,
+                    {"conn_id": self._counters.conn_id, "code": code, "reason": ws.close_reason,
+                     "stopping": self._stopping},
+                )
+                if not self._stopping:
+                    log.warning("websocket closed (code %s); reconnecting", code)
+                    if code == 1000 and not was_auth:
+                        self._session.auth_lost("websocket closed 1000 before authentication")
+            return ever_authenticated
+
+    async def _read(self, ws: ClientConnection, session_id: str) -> bool:
+        try:
+            return await self._read_frames(ws, session_id)
+        except ConnectionClosed:  # a send to a socket that just died
+            return self.connects > 0 and self._authenticated_once
+
+    async def _read_frames(self, ws: ClientConnection, session_id: str) -> bool:
+        self._authenticated_once = False
+        ever_authenticated = False
+        sent_session = False
+        conn_id = self._counters.conn_id
+        put = self._put
+        counters = self._counters
+        by_topic = self.frames_by_topic
+        clock = self._clock
+        time_ns = time.time_ns
+        while True:
+            try:
+                data = await ws.recv(decode=False)
+            except ConnectionClosed:
+                return ever_authenticated
+            ts = time_ns()
+            if isinstance(data, str):  # cannot happen with decode=False; keep the type honest
+                data = data.encode()
+            self._last_frame = clock()
+            self.frames_in += 1
+            by_topic[topic_of(data)] += 1
+            counters.seq += 1
+            await put(Frame(ts, conn_id, counters.seq, IN, data))
+            signal = signal_of(data)
+            if signal is None:
+                continue
+            now = clock()
+            if isinstance(signal, AuthChanged):
+                if signal.authenticated and not self.authenticated:
+                    self.authenticated = ever_authenticated = self._authenticated_once = True
+                    self._emit("auth_ok", None, {"source": "sts", "conn_id": conn_id})
+                    await self._execute(ws, self._book.on_authenticated(now))
+                    await self._execute(ws, self._smh.on_authenticated(now))
+                    self._wake.set()
+                elif not signal.authenticated and self.authenticated:
+                    self.authenticated = False
+                    self._book.on_disconnected()
+                    self._smh.on_disconnected()
+                    self._session.auth_lost("sts authenticated: false")
+            elif isinstance(signal, Competing):
+                self._emit("auth", None, {"competing": signal.competing, "source": "sts"})
+            elif isinstance(signal, SmhAnswer):
+                await self._execute(ws, self._smh.on_answer(signal.conid, signal.server_id, now))
+            elif isinstance(signal, WaitingForSession) and not sent_session:
+                sent_session = True
+                await self._send(ws, f'{{"session":"{session_id}"}}')
+
+    async def _tick(self, ws: ClientConnection) -> None:
+        """Timers of one connection: tic, the dead-socket watchdog, smd refresh, smh slots."""
+        try:
+            await self._tick_until_closed(ws)
+        except ConnectionClosed:
+            pass  # the reader sees the close too and ends the connection
+
+    async def _tick_until_closed(self, ws: ClientConnection) -> None:
+        keepalive = KeepAlive(self._config, self._clock())
+        while True:
+            now = self._clock()
+            keepalive.on_frame(self._last_frame)
+            for due in keepalive.poll(now):
+                if due is Due.TIC:
+                    await self._send(ws, "tic")
+                elif due is Due.DEAD:
+                    silent = round(now - self._last_frame, 1)
+                    self._emit("heartbeat_timeout", None, {"silent_seconds": silent})
+                    log.warning("no frame for %.1f s: the socket is dead, reconnecting", silent)
+                    transport = ws.transport
+                    if transport is not None:
+                        transport.abort()
+                    return
+            deadlines = [keepalive.next_deadline()]
+            if self.authenticated:
+                await self._execute(ws, self._book.poll(now))
+                await self._execute(ws, self._smh.poll(now))
+                deadlines += [d for d in (self._book.next_deadline(), self._smh.next_deadline())
+                              if d is not None]
+            wait = min(deadlines) - self._clock()
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=min(max(wait, 0.01), 1.0))
+            except TimeoutError:
+                pass
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    async def _execute(self, ws: ClientConnection, actions: Iterable[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                await self._send(ws, action.text)
+            elif isinstance(action, Note):
+                self._emit(action.kind, action.topic, dict(action.detail or {}))
+
+    async def _send(self, ws: ClientConnection, text: str) -> None:
+        await ws.send(text)
+        await self._put(Frame(time.time_ns(), self._counters.conn_id, self._counters.next_seq(),
+                              OUT, text.encode()))
+
+    async def _wait_ready(self) -> str | None:
+        ready = asyncio.ensure_future(self._session.wait_ready())
+        woken = asyncio.ensure_future(self._wake_for_stop())
+        done, pending = await asyncio.wait({ready, woken}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        return ready.result() if ready in done and not self._stopping else None
+
+    async def _wake_for_stop(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            await self._wake.wait()
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._wake_for_stop(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+    def _fresh_backoff(self) -> Any:
+        return backoff(self._config.reconnect_min_seconds, self._config.reconnect_max_seconds,
+                       self._rng)

@@ -1,0 +1,229 @@
+"""``recorder record`` as a program: one task group owning every long-lived task, and the stop.
+
+Tasks (all in one :class:`asyncio.TaskGroup`, none created and forgotten):
+
+- the storage writer (``Storage.run``): the only code that touches files;
+- the session keeper (REST): authenticated or waiting, ``/tickle``, ``/sso/validate``;
+- the multiplexer (websocket): frames in, subscriptions out;
+- the event pump: the recorder's own lifecycle events into storage, in order;
+- the status reporter.
+
+Stop (SIGINT/SIGTERM, ``--duration``, ``--until``): stop reading (unsubscribe, close 1000),
+then drain the queue, flush the journal, publish every file. Nothing is lost on a clean stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+
+from recorder.config import Config
+from recorder.connection import Counters, Multiplexer
+from recorder.frames import Frame, event_frame
+from recorder.pacing import Pacer
+from recorder.redact import Redactor
+from recorder.session import GatewayApi, SessionKeeper, tls_context, ws_url
+from recorder.smh_slots import SmhScheduler
+from recorder.status import StatusReporter, StatusSnapshot
+from recorder.storage import Storage, StorageOptions
+from recorder.subscriptions import SubscriptionBook
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    seconds: float = 0.0
+    frames_in: int = 0
+    frames_by_topic: dict[str, int] = field(default_factory=dict)
+    connects: int = 0
+    reconnects: int = 0
+    stopped_by: str = ""
+    recovered_frames: int = 0
+    storage: Any = None
+
+
+def seconds_until(until: dt.time, timezone: str, now_wall: float) -> float:
+    """Seconds from ``now_wall`` (epoch) to the next ``until`` in ``timezone``."""
+    zone = ZoneInfo(timezone)
+    now = dt.datetime.fromtimestamp(now_wall, zone)
+    target = now.replace(hour=until.hour, minute=until.minute, second=0, microsecond=0)
+    if target <= now:
+        target += dt.timedelta(days=1)
+    return (target - now).total_seconds()
+
+
+def _topic_counts(mux: Multiplexer) -> dict[str, int]:
+    return {k.decode(errors="replace"): v for k, v in mux.frames_by_topic.items()}
+
+
+class Recorder:
+    """Records one run. ``await Recorder(config).run(stop)`` returns when ``stop`` is set or
+    the configured duration/until is reached, after everything is published."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        redactor: Redactor | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        status: StatusReporter | None = None,
+        queue_max: int = 10_000,
+    ) -> None:
+        self.config = config
+        self.redactor = redactor or Redactor()
+        self._clock = clock
+        self._wall = wall
+        self._rng = rng or random.Random()
+        self._status = status
+        self._queue_max = queue_max
+        self._counters = Counters()
+        self._pending: deque[Frame] = deque()
+        self._pending_ready = asyncio.Event()
+        self._storage: Storage | None = None
+        self.multiplexer: Multiplexer | None = None
+        self.session: SessionKeeper | None = None
+
+    # -- events ------------------------------------------------------------------------------
+
+    def emit(self, kind: str, topic: str | None = None, detail: Any = None) -> None:
+        frame = event_frame(time.time_ns(), self._counters.conn_id, self._counters.next_seq(),
+                            kind, topic, detail)
+        storage = self._storage
+        if storage is not None and not self._pending:
+            try:
+                storage.put_nowait(frame)
+                return
+            except asyncio.QueueFull:
+                pass
+        self._pending.append(frame)
+        self._pending_ready.set()
+
+    async def _pump_events(self, storage: Storage) -> None:
+        while True:
+            await self._pending_ready.wait()
+            self._pending_ready.clear()
+            while self._pending:
+                await storage.put(self._pending.popleft())
+
+    # -- the run -----------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event | None = None) -> RunSummary:
+        config = self.config
+        stop = stop or asyncio.Event()
+        tls = tls_context(config.gateway)
+        started = self._clock()
+        storage = Storage(
+            StorageOptions(
+                dir=config.output.dir,
+                timezone=config.output.timezone,
+                rotate_seconds=config.output.rotate_seconds,
+                flush_seconds=config.output.flush_seconds,
+                queue_max=self._queue_max,
+            ),
+            self.redactor,
+        )
+        recovered = await storage.recover()
+        self._storage = storage
+        summary = RunSummary(recovered_frames=int(getattr(recovered, "frames", 0) or 0))
+        async with aiohttp.ClientSession() as http, asyncio.TaskGroup() as tg:
+            api = GatewayApi(http, config.gateway.url, tls, Pacer(), self._clock)
+            session = SessionKeeper(
+                api, config.session, self.redactor, self.emit, self._clock, self._rng,
+                poll_seconds=config.session.reconnect_min_seconds,
+            )
+            mux = Multiplexer(
+                ws_url(config.gateway.url), tls, session, config.session,
+                SubscriptionBook(config),
+                SmhScheduler(config.smh, config.session.smh_max_concurrent,
+                             config.session.smh_timeout_seconds),
+                storage.put, self.emit, self._counters, self._clock, self._rng,
+            )
+            self.session, self.multiplexer = session, mux
+            self.emit("start", None, {"gateway": config.gateway.url, "out": str(config.output.dir)})
+            writer = tg.create_task(storage.run(), name="storage")
+            keeper = tg.create_task(session.run(), name="session")
+            reader = tg.create_task(mux.run(), name="websocket")
+            pump = tg.create_task(self._pump_events(storage), name="events")
+            status = tg.create_task(self._report(storage, mux, session, started), name="status")
+
+            summary.stopped_by = await self._wait_for_stop(stop, started)
+            log.info("stopping (%s): unsubscribing, closing, publishing", summary.stopped_by)
+            # Stop reading first, so nothing arrives after the queue is drained.
+            await mux.stop()
+            try:
+                await asyncio.wait_for(asyncio.shield(reader), timeout=3.0)
+            except TimeoutError:
+                reader.cancel()
+            keeper.cancel()
+            status.cancel()
+            self.emit("stop", None, {"reason": summary.stopped_by})
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
+            while self._pending:
+                await storage.put(self._pending.popleft())
+            await storage.close()
+            await writer
+        summary.seconds = self._clock() - started
+        summary.frames_in = mux.frames_in
+        summary.frames_by_topic = _topic_counts(mux)
+        summary.connects = mux.connects
+        summary.reconnects = mux.reconnects
+        summary.storage = storage.stats
+        return summary
+
+    async def _wait_for_stop(self, stop: asyncio.Event, started: float) -> str:
+        limits: list[tuple[float, str]] = []
+        if self.config.duration_seconds is not None:
+            limits.append((self.config.duration_seconds, "duration"))
+        if self.config.until is not None:
+            limits.append((seconds_until(self.config.until, self.config.output.timezone,
+                                         self._wall()), "until"))
+        if not limits:
+            await stop.wait()
+            return "signal"
+        seconds, reason = min(limits)
+        try:
+            left = max(0.0, seconds - (self._clock() - started))
+            await asyncio.wait_for(stop.wait(), timeout=left)
+        except TimeoutError:
+            return reason
+        return "signal"
+
+    async def _report(self, storage: Storage, mux: Multiplexer, session: SessionKeeper,
+                      started: float) -> None:
+        if self._status is None:
+            return
+        while True:
+            now = self._clock()
+            self._status.update(StatusSnapshot(
+                now=now,
+                uptime=now - started,
+                frames_by_topic=_topic_counts(mux),
+                rows=sum(getattr(storage.stats, "rows", {}).values()) if isinstance(
+                    getattr(storage.stats, "rows", None), dict) else 0,
+                files=int(getattr(storage.stats, "files_published", 0) or 0),
+                queue_depth=storage.queue_depth,
+                reconnects=mux.reconnects,
+                authenticated=mux.authenticated,
+                smh_open=mux.smh_open,
+                smh_queued=mux.smh_queued,
+                smh_max=self.config.session.smh_max_concurrent,
+                since_frame=None if mux.last_frame_at is None else now - mux.last_frame_at,
+                last_error=getattr(storage.stats, "last_error", None),
+            ))
+            await asyncio.sleep(self._status.interval)

@@ -1,0 +1,321 @@
+"""The REST side of a gateway session: who we are, whether we may stream, and staying alive.
+
+Rules this module keeps (SPEC §5):
+
+- ``GET /tickle`` gives the session id (a credential: registered with the :class:`Redactor`
+  at once, never logged) and ``iserver.authStatus``.
+- Not authenticated: with ``compete = true`` we ``POST /iserver/auth/ssodh/init``
+  ``{"publish":true,"compete":true}``; otherwise we only poll ``/iserver/auth/status`` and
+  wait. The recorder never takes the brokerage session from TWS unless told to.
+- ``/tickle`` every ``tickle_seconds``; ``/sso/validate`` on the slower timer of
+  :class:`recorder.policy.SessionTimers` (never more than once a minute).
+- Every request goes through the :class:`recorder.pacing.Pacer` (IBKR's pacing table).
+- Nothing here ever ends the process: a refused connection, a 401, a 429 or a 500 is noted as
+  an event, backed off, and retried.
+
+The gateway base URL and the authentication step are each in one place (``GatewayApi`` and
+``SessionKeeper._authenticate``) so OAuth straight to api.ibkr.com can slot in later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import random
+import ssl
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import orjson
+
+from recorder.config import ConfigError, GatewayConfig, SessionConfig
+from recorder.pacing import Pacer
+from recorder.policy import Due, SessionTimers, backoff
+from recorder.redact import Redactor
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/v1/api"
+EmitEvent = Callable[[str, str | None, Any], None]
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def tls_context(gateway: GatewayConfig) -> ssl.SSLContext | None:
+    """The TLS policy of SPEC §5, decided before anything connects.
+
+    Loopback gateways (the Client Portal gateway's own self-signed certificate) are accepted
+    unverified unless ``cafile`` is given. Any other host needs ``cafile`` to verify against, or
+    an explicit ``insecure``; otherwise :class:`ConfigError` names ``gateway.cafile``.
+    """
+    parts = urlsplit(gateway.url)
+    if parts.scheme == "http":
+        return None
+    if gateway.cafile:
+        try:
+            return ssl.create_default_context(cafile=gateway.cafile)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError("gateway.cafile", f"cannot load {gateway.cafile}: {exc}") from exc
+    if is_loopback(parts.hostname or "") or gateway.insecure:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    raise ConfigError(
+        "gateway.cafile",
+        f"{parts.hostname} is not a loopback host: give gateway.cafile (--cafile PEM) to verify "
+        "its certificate, or --insecure to accept it unverified",
+    )
+
+
+def ws_url(gateway_url: str) -> str:
+    parts = urlsplit(gateway_url)
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    return f"{scheme}://{parts.netloc}{API_PREFIX}/ws"
+
+
+@dataclass(frozen=True)
+class AuthStatus:
+    authenticated: bool
+    competing: bool = False
+    connected: bool = False
+    message: str = ""
+
+    @classmethod
+    def from_json(cls, body: Any) -> AuthStatus:
+        if not isinstance(body, dict):
+            return cls(False, message="unreadable auth status")
+        return cls(
+            authenticated=body.get("authenticated") is True,
+            competing=body.get("competing") is True,
+            connected=body.get("connected") is True,
+            message=str(body.get("message") or body.get("fail") or ""),
+        )
+
+
+class RestError(Exception):
+    """A REST call that did not give a usable answer (connection, HTTP status, bad body)."""
+
+    def __init__(self, path: str, status: int | None, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.status = status
+
+
+class GatewayApi:
+    """The thin REST driver: paced JSON requests under ``/v1/api``."""
+
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        base_url: str,
+        tls: ssl.SSLContext | None,
+        pacer: Pacer,
+        clock: Callable[[], float] = time.monotonic,
+        timeout_seconds: float = 10.0,
+    ) -> None:
+        self._http = http
+        self._base = base_url.rstrip("/") + API_PREFIX
+        # aiohttp: an SSLContext to use, or True for its default verification; plain http: True
+        self._tls: ssl.SSLContext | bool = tls if tls is not None else True
+        self._pacer = pacer
+        self._clock = clock
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self.calls = 0
+
+    async def request(self, method: str, path: str, body: Any = None) -> Any:
+        wait = self._pacer.reserve(path, self._clock())
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self.calls += 1
+        data = orjson.dumps(body) if body is not None else None
+        headers = {"Content-Type": "application/json"} if data is not None else None
+        try:
+            async with self._http.request(
+                method,
+                self._base + path,
+                data=data,
+                headers=headers,
+                ssl=self._tls,
+                timeout=self._timeout,
+            ) as response:
+                raw = await response.read()
+                if response.status != 200:
+                    raise RestError(path, response.status, f"HTTP {response.status}")
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            detail = type(exc).__name__ + (f": {exc}" if str(exc) else "")
+            raise RestError(path, None, detail) from exc
+        try:
+            return orjson.loads(raw) if raw.strip() else None
+        except orjson.JSONDecodeError as exc:
+            raise RestError(path, 200, f"not JSON: {exc}") from exc
+
+
+class SessionKeeper:
+    """Keeps a gateway session authenticated and alive; tells the socket when it may stream.
+
+    Run :meth:`run` in the recorder's task group. :meth:`wait_ready` returns the session id
+    once the brokerage session is authenticated; :meth:`auth_lost` (called by the socket on an
+    ``sts`` saying unauthenticated, or a close-1000 loop) makes the keeper check again at once.
+    """
+
+    def __init__(
+        self,
+        api: GatewayApi,
+        session: SessionConfig,
+        redactor: Redactor,
+        emit: EmitEvent,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        poll_seconds: float = 5.0,
+    ) -> None:
+        self._api = api
+        self._config = session
+        self._redactor = redactor
+        self._emit = emit
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._poll_seconds = poll_seconds
+        self._ready = asyncio.Event()
+        self._recheck = asyncio.Event()
+        self.session_id: str | None = None
+        self.status = AuthStatus(False)
+        self.tickles = 0
+        self.rest_errors = 0
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    async def wait_ready(self) -> str:
+        await self._ready.wait()
+        assert self.session_id is not None
+        return self.session_id
+
+    def auth_lost(self, reason: str) -> None:
+        """The socket saw the session go: stop streaming and check the REST side again."""
+        if self._ready.is_set():
+            self._ready.clear()
+            self._emit("auth_lost", None, {"reason": reason})
+        self._recheck.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._authenticate()
+            await self._keep_alive()
+
+    async def _tickle(self) -> AuthStatus:
+        body = await self._api.request("GET", "/tickle")
+        self.tickles += 1
+        if not isinstance(body, dict):
+            raise RestError("/tickle", 200, "answer is not an object")
+        session = body.get("session")
+        if isinstance(session, str) and session:
+            self._redactor.add(session)
+            self.session_id = session
+        iserver = body.get("iserver")
+        auth = iserver.get("authStatus") if isinstance(iserver, dict) else None
+        return AuthStatus.from_json(auth)
+
+    async def _authenticate(self) -> None:
+        """Loop until the brokerage session is authenticated; back off on errors."""
+        delays: Iterator[float] = backoff(
+            self._config.reconnect_min_seconds, self._config.reconnect_max_seconds, self._rng
+        )
+        while True:
+            self._recheck.clear()
+            try:
+                status = await self._tickle()
+                if not status.authenticated:
+                    status = await self._check_status()
+                if not status.authenticated and self._config.compete:
+                    self._emit("auth", None, {"action": "ssodh_init", "compete": True})
+                    body = await self._api.request(
+                        "POST", "/iserver/auth/ssodh/init", {"publish": True, "compete": True}
+                    )
+                    status = AuthStatus.from_json(body)
+                    if not status.authenticated:
+                        status = await self._check_status()
+            except RestError as exc:
+                self._note_rest_error(exc)
+                log.warning("gateway REST %s; retrying", exc)
+                await self._sleep_or_recheck(next(delays))
+                continue
+            self._set_status(status)
+            if status.authenticated and self.session_id:
+                return
+            log.info(
+                "gateway session not authenticated (%s); %s",
+                status.message or ("competing session" if status.competing else "logged out"),
+                "waiting" if not self._config.compete else "retrying ssodh/init",
+            )
+            await self._sleep_or_recheck(max(self._poll_seconds, next(delays)))
+
+    async def _check_status(self) -> AuthStatus:
+        return AuthStatus.from_json(await self._api.request("POST", "/iserver/auth/status"))
+
+    def _set_status(self, status: AuthStatus) -> None:
+        changed = status != self.status
+        self.status = status
+        if status.authenticated and self.session_id:
+            if not self._ready.is_set():
+                self._emit("auth_ok", None, {"competing": status.competing})
+                log.info("gateway session authenticated")
+            self._ready.set()
+        else:
+            if self._ready.is_set():
+                self._ready.clear()
+                self._emit("auth_lost", None,
+                           {"message": status.message, "competing": status.competing})
+            elif changed:
+                self._emit("auth", None, {"authenticated": False,
+                                          "competing": status.competing,
+                                          "message": status.message})
+
+    async def _keep_alive(self) -> None:
+        """While authenticated: /tickle and /sso/validate on their timers."""
+        timers = SessionTimers(self._config, self._clock())
+        while True:
+            now = self._clock()
+            for due in timers.poll(now):
+                try:
+                    if due is Due.TICKLE:
+                        status = await self._tickle()
+                        self._set_status(status)
+                        if not status.authenticated:
+                            return
+                    elif due is Due.VALIDATE:
+                        await self._api.request("GET", "/sso/validate")
+                except RestError as exc:
+                    self._note_rest_error(exc)
+                    log.warning("gateway REST %s", exc)
+                    if exc.status == 401:
+                        self.auth_lost("REST 401")
+                        return
+            if await self._sleep_or_recheck(max(0.0, timers.next_deadline() - self._clock())):
+                return
+
+    def _note_rest_error(self, exc: RestError) -> None:
+        self.rest_errors += 1
+        self._emit("rest_error", None, {"path": exc.path, "status": exc.status, "error": str(exc)})
+
+    async def _sleep_or_recheck(self, seconds: float) -> bool:
+        """Sleep, but wake early when the socket reports auth lost; True if it did."""
+        try:
+            await asyncio.wait_for(self._recheck.wait(), timeout=seconds)
+        except TimeoutError:
+            return False
+        self._recheck.clear()
+        return True

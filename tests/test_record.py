@@ -1,0 +1,185 @@
+"""``recorder record`` end to end: the real recorder against the simulated gateway over TLS.
+
+Each test reads back what the recorder published (Parquet, through DuckDB) and compares it
+with what the simulator says it sent or received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import duckdb
+
+from recorder.config import SbdRequest, SmhRequest
+from recorder.runner import Recorder
+from recorder.sim import SimGateway, SimOptions
+from tests.recording import make_config, record_while, sim_frames_in, timeout
+
+
+def raw_rows(out: Path) -> list[tuple[int, int, str, bytes]]:
+    return [
+        (conn, seq, direction, bytes(payload))
+        for conn, seq, direction, payload in duckdb.sql(
+            f"SELECT conn_id, seq, direction, payload FROM read_parquet('{out}/raw/**/*.parquet')"
+            " ORDER BY seq"
+        ).fetchall()
+    ]
+
+
+def event_kinds(out: Path) -> list[str]:
+    return [k for (k,) in duckdb.sql(
+        f"SELECT kind FROM read_parquet('{out}/events/**/*.parquet') ORDER BY seq").fetchall()]
+
+
+def test_all_six_topics_flow_byte_exact(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with SimGateway(SimOptions(seed=7, hb_interval=0.5, update_interval=0.1)) as gw:
+            config = make_config(
+                gw, tmp_path,
+                smh=(SmhRequest(conid=265598),),
+                sbd=(SbdRequest(account="DU1234567", conid=265598),),
+                orders=True, trades=True, pnl=True,
+            )
+
+            async def scenario(rec: Recorder) -> None:
+                wanted = {"smd+265598", "smd+8314", "sbd+DU1234567+265598", "sor", "str", "spl"}
+                await gw.wait_for(lambda: wanted <= gw.subscriptions(), timeout(10))
+                await gw.wait_for(lambda: gw.stats.umh_received >= 1, timeout(10))
+                topics = {"smd", "smh", "sbd", "sor", "str", "spl"}
+                await gw.wait_for(
+                    lambda: topics <= {(f.topic or "").split("+")[0] for f in gw.sent},
+                    timeout(10))
+
+            await record_while(config, scenario)
+            sent = sim_frames_in(gw)
+            first_unsub = min(
+                (r.ts_ns for r in gw.received if r.payload.startswith((b"umd", b"uor", b"upl"))),
+                default=None)
+            assert first_unsub is not None, "the recorder never unsubscribed at stop"
+            late = sum(1 for f in gw.sent if f.ts_ns >= first_unsub)
+
+        rows = raw_rows(tmp_path)
+        received = [payload for _, _, direction, payload in rows if direction == "in"]
+        assert received == [payload for _, payload in sent[: len(received)]]
+        assert len(sent) - len(received) <= late
+        recorded_topics = {t for (t,) in duckdb.sql(
+            "SELECT DISTINCT split_part(topic, '+', 1)"
+            f" FROM read_parquet('{tmp_path}/raw/**/*.parquet') WHERE direction = 'in'").fetchall()}
+        assert {"smd", "smh", "sbd", "sor", "str", "spl", "system", "act", "sts"} <= recorded_topics
+        sent_out = [p for _, _, d, p in rows if d == "out"]
+        assert b"sor+{}" in sent_out and b"spl+{}" in sent_out
+        assert any(p.startswith(b"umh+") for p in sent_out)
+
+    asyncio.run(main())
+
+
+def _smd_arrivals(gw: SimGateway) -> list[int]:
+    return [f.ts_ns for f in gw.sent if (f.topic or "").startswith("smd+")]
+
+
+def test_smd_refresh_outlives_expiry_and_its_absence_does_not(tmp_path: Path) -> None:
+    expiry = 1.0
+
+    async def run(refresh: float, out: Path) -> tuple[int, int]:
+        async with SimGateway(SimOptions(seed=3, hb_interval=0.5, update_interval=0.1,
+                                         smd_expiry_seconds=expiry)) as gw:
+            config = make_config(gw, out, smd=("265598",), smd_refresh_seconds=refresh)
+            tail: list[int] = []
+
+            async def scenario(rec: Recorder) -> None:
+                await gw.wait_for(lambda: gw.stats.smd_subscribes >= 1, timeout(10))
+                await asyncio.sleep(expiry * 3.5)  # several expiry periods, on the sim's clock
+                start = asyncio.get_running_loop().time()
+                count0 = len(_smd_arrivals(gw))
+                await asyncio.sleep(expiry * 1.5)
+                tail.append(len(_smd_arrivals(gw)) - count0)
+                del start
+
+            await record_while(config, scenario)
+            return gw.stats.smd_subscribes, tail[0]
+
+    async def main() -> None:
+        subscribes, flowing = await run(refresh=expiry * 0.6, out=tmp_path / "refresh")
+        assert subscribes >= 4, "the refresh re-sent smd several times"
+        assert flowing > 0, "quotes still flow after several expiry periods"
+        subscribes, flowing = await run(refresh=899.0, out=tmp_path / "norefresh")
+        assert subscribes == 1
+        assert flowing == 0, "without refresh the stream ends at expiry"
+
+    asyncio.run(main())
+
+
+def test_tic_and_tickle_on_schedule(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with SimGateway(SimOptions(seed=1, hb_interval=0.5, update_interval=0.2)) as gw:
+            config = make_config(gw, tmp_path, smd=("265598",), tic_seconds=0.4, tickle_seconds=0.5)
+
+            async def scenario(rec: Recorder) -> None:
+                await gw.wait_for(lambda: gw.stats.smd_subscribes >= 1, timeout(10))
+                tics0, tickles0 = gw.stats.tics_received, gw.stats.tickle_calls
+                await asyncio.sleep(2.0)
+                tics.append(gw.stats.tics_received - tics0)
+                tickles.append(gw.stats.tickle_calls - tickles0)
+
+            tics: list[int] = []
+            tickles: list[int] = []
+            await record_while(config, scenario)
+            tic_times = [r.ts_ns for r in gw.received if r.payload == b"tic"]
+        # 2 s at one tic per 0.4 s and one tickle per 0.5 s (paced at 1/s by IBKR's table)
+        assert 3 <= tics[0] <= 7
+        assert 1 <= tickles[0] <= 3
+        gaps = [(b - a) / 1e9 for a, b in zip(tic_times, tic_times[1:], strict=False)]
+        assert all(0.3 <= g <= 1.0 for g in gaps), gaps
+
+    asyncio.run(main())
+
+
+def test_twelve_smh_through_five_slots(tmp_path: Path) -> None:
+    conids = [265598 + i for i in range(12)]
+
+    async def main() -> None:
+        async with SimGateway(SimOptions(seed=5, hb_interval=0.5, update_interval=0.2)) as gw:
+            config = make_config(gw, tmp_path, smd=(),
+                                 smh=tuple(SmhRequest(conid=c) for c in conids))
+
+            async def scenario(rec: Recorder) -> None:
+                await gw.wait_for(
+                    lambda: gw.stats.smh_answers >= 12 and gw.stats.umh_received >= 12, timeout(15))
+
+            await record_while(config, scenario)
+            assert gw.stats.smh_requests == 12
+            assert gw.stats.smh_open_max <= 5
+            server_ids = {f.payload for f in gw.sent if (f.topic or "").startswith("smh+")}
+            assert len(server_ids) >= 12
+            umh = sorted(r.payload for r in gw.received if r.payload.startswith(b"umh+"))
+            assert len(umh) == 12 and len(set(umh)) == 12
+
+    asyncio.run(main())
+
+
+def test_unanswered_smh_frees_its_slot_after_timeout(tmp_path: Path) -> None:
+    """A gateway that answers only 4 at once stays silent to the recorder's 5th request: that
+    slot is freed after smh_timeout_seconds; every other request is answered."""
+
+    async def main() -> None:
+        async with SimGateway(SimOptions(seed=5, hb_interval=0.5, smh_over_limit="silent",
+                                         smh_max_concurrent=4)) as gw:
+            config = make_config(gw, tmp_path, smd=(), smh_timeout_seconds=0.5,
+                                 smh=tuple(SmhRequest(conid=265598 + i) for i in range(6)))
+
+            async def scenario(rec: Recorder) -> None:
+                await gw.wait_for(lambda: gw.stats.smh_answers >= 5, timeout(10))
+                assert rec.multiplexer is not None
+                mux = rec.multiplexer
+                assert mux.smh_open == 1, "the silent request still holds its slot"
+                await gw.wait_for(lambda: mux.smh_open == 0, timeout(5))
+
+            await record_while(config, scenario)
+            answered = gw.stats.smh_answers
+        kinds = event_kinds(tmp_path)
+        assert kinds.count("smh_timeout") == 1
+        assert kinds.count("smh_request") == 6
+        assert answered == 5
+
+    asyncio.run(main())

@@ -1,0 +1,105 @@
+"""``recorder record`` as a user runs it: bad configs refused before any connection, and a
+SIGTERM mid-recording that exits 0 with everything published."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+from recorder.cli import cli
+from recorder.sim import SimGateway, SimOptions
+from tests.recording import timeout
+
+BAD_CONFIGS = {
+    "unknown key": ("[session]\ntic_secs = 30\n", "session.tic_secs"),
+    "wrong type": ('[session]\ntic_seconds = "often"\n', "session.tic_seconds"),
+    "six smh slots": ("[session]\nsmh_max_concurrent = 6\n", "session.smh_max_concurrent"),
+    "bad bar size": ('[[smh]]\nconid = 265598\nperiod = "1d"\nbar = "7min"\n', "smh[0].bar"),
+    "unknown section": ("[gatway]\nurl = 'https://localhost:5000'\n", "gatway"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_bad_config_exits_2_naming_the_key_before_connecting(tmp_path: Path, case: str) -> None:
+    text, key = BAD_CONFIGS[case]
+
+    async def main() -> tuple[int, str, int]:
+        async with SimGateway(SimOptions(seed=1)) as gw:
+            path = tmp_path / "day.toml"
+            path.write_text(text)
+            result = await asyncio.to_thread(
+                CliRunner().invoke, cli, ["record", str(path), "--gateway", gw.url,
+                                          "--out", str(tmp_path / "data")])
+            return result.exit_code, result.output, gw.stats.rest_calls + gw.stats.ws_connects
+
+    code, output, contacts = asyncio.run(main())
+    assert code == 2, output
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1 and key in lines[0], output
+    assert "Traceback" not in output
+    assert contacts == 0, "nothing may connect before the config is valid"
+    assert not (tmp_path / "data").exists()
+
+
+def test_missing_config_file_exits_2(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["record", str(tmp_path / "nope.toml")])
+    assert result.exit_code == 2
+    assert "nope.toml" in result.output
+
+
+def test_non_loopback_gateway_without_cafile_is_refused(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["record", "--gateway", "https://gateway.example:5000",
+                                      "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "gateway.cafile" in result.output and "--insecure" in result.output
+
+
+def test_sigterm_exits_0_within_5_s_with_nothing_unflushed(tmp_path: Path) -> None:
+    out = tmp_path / "data"
+
+    async def main() -> None:
+        async with SimGateway(SimOptions(seed=2, hb_interval=0.5, update_interval=0.05)) as gw:
+            config = tmp_path / "day.toml"
+            config.write_text(
+                "[output]\nflush_seconds = 5.0\nrotate_seconds = 300\n"
+                "[session]\ntic_seconds = 1\n"
+            )
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "recorder", "record", str(config), "--gateway", gw.url,
+                "--out", str(out), "--smd", "265598,8314", "--orders", "--pnl", "--quiet",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )
+            try:
+                await gw.wait_for(lambda: {"smd+265598", "smd+8314"} <= gw.subscriptions(),
+                                  timeout(20))
+                await asyncio.sleep(1.0)
+                proc.send_signal(signal.SIGTERM)
+                loop = asyncio.get_running_loop()
+                t0 = loop.time()
+                _, err = await asyncio.wait_for(proc.communicate(), timeout(10))
+                elapsed = loop.time() - t0
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+            assert proc.returncode == 0, err.decode()
+            assert elapsed < 5.0 * max(1.0, timeout(1)), elapsed
+            secret = gw.session_id.encode()
+            sent = [f.payload.replace(secret, b"<redacted>") for f in gw.sent]
+            assert gw.session_id not in err.decode()
+
+        received = [bytes(p) for (p,) in duckdb.sql(
+            f"SELECT payload FROM read_parquet('{out}/raw/**/*.parquet') WHERE direction='in'"
+            " ORDER BY seq").fetchall()]
+        # flush_seconds is 5 s: only a clean stop can have published all of this
+        assert len(received) > 20
+        assert received == sent[: len(received)]
+        assert not list(out.rglob("*.partial"))
+        assert not list(out.rglob("*.jnl")), "a clean stop publishes and drops every segment"
+
+    asyncio.run(main())

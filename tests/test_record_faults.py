@@ -1,0 +1,125 @@
+"""Every gateway fault of SPEC §5, survived: the recorder reconnects or carries on, and all
+subscriptions are active again afterwards. The process never exits for any of them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from recorder.runner import Recorder
+from recorder.sim import SimGateway, SimOptions
+from tests.recording import make_config, record_while, timeout
+
+WANTED = {"smd+265598", "sor", "spl"}
+
+
+def kinds(out: Path) -> list[str]:
+    return [k for (k,) in duckdb.sql(
+        f"SELECT kind FROM read_parquet('{out}/events/**/*.parquet') ORDER BY seq").fetchall()]
+
+
+async def survive(
+    tmp_path: Path,
+    fault: Callable[[SimGateway], Awaitable[None]],
+    *,
+    compete: bool = False,
+    expect_reconnect: bool = True,
+) -> tuple[SimGateway, list[str]]:
+    async with SimGateway(SimOptions(seed=11, hb_interval=0.5, update_interval=0.1)) as gw:
+        config = make_config(gw, tmp_path, smd=("265598",), orders=True, pnl=True, compete=compete)
+
+        async def scenario(rec: Recorder) -> None:
+            await gw.wait_for(lambda: WANTED <= gw.subscriptions(), timeout(10))
+            connects = gw.stats.ws_connects
+            await fault(gw)
+            if expect_reconnect:
+                await gw.wait_for(lambda: gw.stats.ws_connects > connects, timeout(15))
+            await gw.wait_for(lambda: WANTED <= gw.subscriptions(), timeout(15))
+            # and quotes flow again on the live connection
+            before = sum(1 for f in gw.sent if (f.topic or "").startswith("smd+"))
+            await gw.wait_for(
+                lambda: sum(1 for f in gw.sent if (f.topic or "").startswith("smd+")) > before + 2,
+                timeout(10))
+
+        await record_while(config, scenario)
+    return gw, kinds(tmp_path)
+
+
+async def drop(gw: SimGateway) -> None:
+    await gw.drop_connections()
+
+
+async def stall(gw: SimGateway) -> None:
+    gw.stall(30.0)
+
+
+async def expire_then_restore(gw: SimGateway) -> None:
+    connects, tickles = gw.stats.ws_connects, gw.stats.tickle_calls
+    gw.expire_session()
+    await gw.wait_for(lambda: gw.stats.ws_closes_1000 >= 1, timeout(10))
+    # the recorder notices, and polls REST instead of hammering the socket's close-1000 loop
+    await gw.wait_for(lambda: gw.stats.tickle_calls >= tickles + 2, timeout(10))
+    assert gw.stats.ws_connects <= connects + 1
+    gw.restore_session()
+
+
+async def maintenance(gw: SimGateway) -> None:
+    gw.maintenance(1.5)
+
+
+async def restart(gw: SimGateway) -> None:
+    await gw.restart()
+
+
+@pytest.mark.parametrize(
+    ("fault", "event"),
+    [(drop, "disconnect"), (stall, "heartbeat_timeout"), (expire_then_restore, "auth_lost"),
+     (maintenance, "auth_lost"), (restart, "disconnect")],
+    ids=["drop", "stall", "expiry-close-1000-loop", "maintenance", "gateway-restart"],
+)
+def test_fault_is_survived(tmp_path: Path, fault: Callable[[SimGateway], Awaitable[None]],
+                           event: str) -> None:
+    gw, recorded = asyncio.run(survive(tmp_path, fault))
+    assert event in recorded
+    assert recorded.count("connect") >= 2
+
+
+@pytest.mark.parametrize("inject", ["send_bad_utf8", "send_malformed"])
+def test_bad_bytes_do_not_drop_the_connection(tmp_path: Path, inject: str) -> None:
+    async def fault(gw: SimGateway) -> None:
+        getattr(gw, inject)()
+        await asyncio.sleep(0.3)
+
+    gw, recorded = asyncio.run(survive(tmp_path, fault, expect_reconnect=False))
+    assert gw.stats.ws_connects == 1, "the bad frame must not cost a reconnect"
+    assert recorded.count("connect") == 1
+    raw = [bytes(p) for (p,) in duckdb.sql(
+        f"SELECT payload FROM read_parquet('{tmp_path}/raw/**/*.parquet') WHERE direction='in'"
+    ).fetchall()]
+    if inject == "send_bad_utf8":
+        assert any(b"\x99" in p for p in raw), "the non-UTF-8 frame is kept byte for byte"
+    assert "malformed" in recorded or inject == "send_bad_utf8"
+
+
+def test_competing_session_waits_without_compete(tmp_path: Path) -> None:
+    async def fault(gw: SimGateway) -> None:
+        gw.compete()
+        await asyncio.sleep(1.0)
+        assert gw.stats.ssodh_init_calls == 0, "compete = false never takes the session"
+        gw.restore_session()
+
+    gw, recorded = asyncio.run(survive(tmp_path, fault))
+    assert gw.stats.ssodh_init_calls == 0
+    assert "auth_lost" in recorded
+
+
+def test_competing_session_taken_back_with_compete(tmp_path: Path) -> None:
+    async def fault(gw: SimGateway) -> None:
+        gw.compete()
+
+    gw, recorded = asyncio.run(survive(tmp_path, fault, compete=True))
+    assert gw.stats.ssodh_init_calls >= 1
