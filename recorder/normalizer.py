@@ -14,7 +14,7 @@ Rules (what lands where):
   :mod:`recorder.normalize.topics`); ``system``/``sts``/``act``/``blt``/``ntf``/``tic`` -> an
   ``events`` row of that kind; a topic-less ``{"error":…}`` -> kind ``error``, any other
   topic-less message -> ``message``; an unknown topic (``sld+…``) -> ``other``. The event's
-  ``detail`` is the whole message as JSON text.
+  ``detail`` is the whole message as JSON text (the payload, decoded leniently).
 - ``event`` frames (from :func:`recorder.frames.event_frame`) give one ``events`` row only.
 - A frame that cannot be read (bad JSON, not an object, a topic frame of the wrong shape) gives an
   ``events`` row of kind ``malformed`` whose ``detail`` holds the error and an excerpt; its
@@ -87,7 +87,9 @@ def out_topic(payload: bytes) -> str | None:
 def _message_event(
     obj: dict[str, Any], topic: str | None, frame: Frame, kind: str
 ) -> tuple[str, list[Row]]:
-    detail = _dumps(obj).decode()
+    # The payload parsed (strictly, or after the lenient decode), so its lenient text is valid
+    # JSON: the message exactly as sent, cheaper than re-serializing it.
+    detail = frame.payload.decode("utf-8", "replace")
     return "events", [(frame.recv_ts_ns, frame.conn_id, frame.seq, kind, topic, detail)]
 
 

@@ -194,7 +194,8 @@ def test_smd_constructed_encodings() -> None:
 
 def test_smd_odd_values_go_to_extra_not_an_error() -> None:
     # Constructed: values no parser can read are null in their column and kept verbatim in extra;
-    # a 6119 that disagrees with server_id is kept; 87 that does not parse is kept.
+    # a 6119 that disagrees with server_id is kept; 87 that does not parse is kept. Envelope
+    # keys come first in extra, then the fields in frame order, then the volume sources.
     text = (
         '{"server_id":"q3","conid":"x1","_updated":"soon","6119":"q4","84":"12..5",'
         '"86":{"a":1},"31":"Cxyz","87":"lots","87_raw":1000,"83":true,"topic":"smd+1"}'
@@ -203,8 +204,8 @@ def test_smd_odd_values_go_to_extra_not_an_error() -> None:
     assert row == {
         "recv_ts": T0, "seq": 0,
         **md(server_id="q3", volume=1000.0,
-             extra=[("conid", "x1"), ("_updated", "soon"), ("84", "12..5"), ("86", '{"a":1}'),
-                    ("31", "Cxyz"), ("83", "true"), ("6119", "q4"), ("87", "lots")]),
+             extra=[("_updated", "soon"), ("conid", "x1"), ("6119", "q4"), ("84", "12..5"),
+                    ("86", '{"a":1}'), ("31", "Cxyz"), ("83", "true"), ("87", "lots")]),
     }  # fmt: skip
 
 

@@ -37,24 +37,69 @@ NUMERIC_FIELDS: Final[dict[str, int]] = {
     "83": 22,  # change_pct
     "7635": 23,  # mark
 }
-# Non-numeric keys, coded below zero so one dict lookup classifies every key.
-_TOPIC, _UPDATED, _CONID, _CONID_EX, _SERVER_ID, _6119, _SYMBOL, _AVAIL, _LAST = range(-1, -10, -1)
-_V87, _V87RAW, _V7762 = -10, -11, -12
+# Every other key gets a code below zero, so one dict lookup classifies it. The envelope keys
+# are read up front with direct lookups (every frame has them) and skipped in the loop.
+_ENVELOPE, _SYMBOL, _AVAIL, _LAST, _V7762, _V87RAW, _V87 = 0, -1, -2, -3, -4, -5, -6
 _KEYS: Final[dict[str, int]] = {
     **NUMERIC_FIELDS,
-    "topic": _TOPIC,
-    "_updated": _UPDATED,
-    "conid": _CONID,
-    "conidEx": _CONID_EX,
-    "server_id": _SERVER_ID,
-    "6119": _6119,
+    **dict.fromkeys(("topic", "_updated", "conid", "conidEx", "server_id", "6119"), _ENVELOPE),
     "55": _SYMBOL,
     "6509": _AVAIL,
     "31": _LAST,
-    "87": _V87,
-    "87_raw": _V87RAW,
     "7762": _V7762,
+    "87_raw": _V87RAW,
+    "87": _V87,
 }
+_MS_MAX: Final = 253_402_300_799_999
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+
+
+def _envelope(row: list[Any], obj: dict[str, Any]) -> list[tuple[str, str]] | None:
+    """Fill updated, conid, conid_ex, server_id; the odd values go to the returned extra."""
+    get = obj.get
+    extra: list[tuple[str, str]] | None = None
+    updated, conid = get("_updated"), get("conid")
+    conid_ex, server_id = get("conidEx"), get("server_id")
+    if type(updated) is int and 0 <= updated <= _MS_MAX:
+        row[2] = updated
+    elif updated is not None:
+        row[2] = epoch_ms(updated)
+        if row[2] is None:
+            extra = _odd(extra, "_updated", updated)
+    if type(conid) is int and _I64_MIN <= conid <= _I64_MAX:
+        row[3] = conid
+    elif conid is not None:
+        row[3] = int64(conid)
+        if row[3] is None:
+            extra = _odd(extra, "conid", conid)
+    if type(conid_ex) is str:
+        row[4] = conid_ex
+    elif conid_ex is not None:
+        extra = _odd(extra, "conidEx", conid_ex)
+    if type(server_id) is str:
+        row[5] = server_id
+    elif server_id is not None:
+        row[5] = text(server_id)
+        if row[5] is None:
+            extra = _odd(extra, "server_id", server_id)
+    marker = get("6119")
+    if marker is not None:
+        mark = text(marker)
+        if row[5] is None:
+            row[5] = mark
+        elif mark != row[5]:
+            extra = _odd(extra, "6119", marker)
+    return extra
+
+
+def _odd(extra: list[tuple[str, str]] | None, key: str, value: Any) -> list[tuple[str, str]] | None:
+    """Keep ``value`` in extra unless it is a documented blank."""
+    if is_blank(value):
+        return extra
+    if extra is None:
+        return [(key, raw_text(value))]
+    extra.append((key, raw_text(value)))
+    return extra
 
 
 def smd_rows(obj: dict[str, Any], topic: str, frame: Frame) -> tuple[str, list[Row]]:
@@ -62,12 +107,13 @@ def smd_rows(obj: dict[str, Any], topic: str, frame: Frame) -> tuple[str, list[R
     row: list[Any] = [None] * WIDTH
     row[0] = frame.recv_ts_ns
     row[1] = frame.seq
-    extra: list[tuple[str, str]] | None = None
-    marker: Any = None
+    extra = _envelope(row, obj)
     volumes: list[tuple[int, str, Any]] | None = None
     keys = _KEYS
     for key, value in obj.items():
         code = keys.get(key)
+        if code == _ENVELOPE:
+            continue
         if code is None:
             parsed: Any = None
         elif code > 0:
@@ -81,43 +127,22 @@ def smd_rows(obj: dict[str, Any], topic: str, frame: Frame) -> tuple[str, list[R
             if parsed is not None:
                 row[code] = parsed
                 continue
-        elif code == _TOPIC:
-            continue
-        elif code == _UPDATED:
-            parsed = row[2] = epoch_ms(value)
-        elif code == _CONID:
-            parsed = row[3] = int64(value)
-        elif code == _CONID_EX:
-            parsed = row[4] = text(value)
-        elif code == _SERVER_ID:
-            parsed = row[5] = text(value)
-        elif code == _6119:
-            marker = value
-            continue
-        elif code == _SYMBOL:
-            parsed = row[6] = text(value)
-        elif code == _AVAIL:
-            parsed = row[24] = text(value)
         elif code == _LAST:
             parsed, is_close, halted = last_price(value)
             if parsed is not None:
                 row[7], row[8], row[9] = parsed, is_close, halted
                 continue
+        elif code == _SYMBOL:
+            parsed = row[6] = text(value)
+        elif code == _AVAIL:
+            parsed = row[24] = text(value)
         else:
             if volumes is None:
                 volumes = []
             volumes.append((code, key, value))
             continue
-        if parsed is None and not is_blank(value):
-            if extra is None:
-                extra = []
-            extra.append((key, raw_text(value)))
-    if marker is not None:
-        mark = text(marker)
-        if row[5] is None:
-            row[5] = mark
-        elif mark != row[5]:
-            extra = (extra or []) + [("6119", raw_text(marker))]
+        if parsed is None:
+            extra = _odd(extra, key, value)
     if volumes is not None:
         extra = _volume(row, volumes, extra)
     row[25] = extra
@@ -128,11 +153,10 @@ def _volume(
     row: list[Any], volumes: list[tuple[int, str, Any]], extra: list[tuple[str, str]] | None
 ) -> list[tuple[str, str]] | None:
     """Pick the volume source by preference (7762, 87_raw, 87); keep unreadable ones in extra."""
-    for _code, key, value in sorted(volumes):  # codes: 7762 < 87_raw < 87
+    for _code, key, value in sorted(volumes, reverse=True):  # codes: 7762 > 87_raw > 87
         parsed = number(value)
         if parsed is None:
-            if not is_blank(value):
-                extra = (extra or []) + [(key, raw_text(value))]
+            extra = _odd(extra, key, value)
         elif row[15] is None:
             row[15] = parsed
     return extra
