@@ -1,4 +1,4 @@
-"""The normalizer on every real frame in ../shared/ibkr/frames, with exact rows.
+"""The normalizer on every real frame in tests/fixtures/frames, with exact rows.
 
 Frames are fed as the socket would: exact wire bytes, ``direction="in"``. Where an encoding the
 contract names is not in the real captures (``1,236``, ``""``, ``H`` prefix, ``size @ price``,
@@ -8,7 +8,6 @@ sbd at all, smh with ``t``/``v``), the test builds a frame in the real shape and
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -18,16 +17,15 @@ from recorder.frames import Frame
 from recorder.normalize.market_data import smd_rows
 from recorder.normalizer import normalize
 from recorder.schema import TABLES, arrow_schema
+from tests.real_frames import FRAMES_DIR as REAL_FRAMES_DIR
 
-FRAMES_DIR = Path(__file__).resolve().parents[2] / "shared" / "ibkr" / "frames"
+FRAMES_DIR = REAL_FRAMES_DIR
 T0 = 1_777_552_110_000_000_000  # a recv_ts in ns; row n gets T0 + n µs
 
 
 def real(name: str) -> list[str]:
     """The exact wire texts of ``frames/<name>.jsonl``, in file order."""
     path = FRAMES_DIR / f"{name}.jsonl"
-    if not path.exists():
-        pytest.skip(f"real frames not found at {FRAMES_DIR}")
     return [json.loads(line)["frame"] for line in path.read_text().splitlines() if line]
 
 

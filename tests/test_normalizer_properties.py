@@ -5,7 +5,6 @@ frame, and always returns tables of exactly the declared schemas."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -15,8 +14,9 @@ from hypothesis import strategies as st
 from recorder.frames import EVENT, IN, OUT, Frame
 from recorder.normalizer import NormalizeError, Rows, normalize, normalize_frame
 from recorder.schema import TABLES, arrow_schema
+from tests.real_frames import FRAMES_DIR as REAL_FRAMES_DIR
 
-FRAMES_DIR = Path(__file__).resolve().parents[2] / "shared" / "ibkr" / "frames"
+FRAMES_DIR = REAL_FRAMES_DIR
 REAL = sorted(
     json.loads(line)["frame"].encode()
     for path in FRAMES_DIR.glob("*.jsonl")

@@ -72,7 +72,7 @@ def test_sigterm_exits_0_within_5_s_with_nothing_unflushed(tmp_path: Path) -> No
             )
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "recorder", "record", str(config), "--gateway", gw.url,
-                "--out", str(out), "--smd", "265598,8314", "--orders", "--pnl", "--quiet",
+                "--out", str(out), "--smd", "265598,8314", "--orders", "--pnl",
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             )
             try:
@@ -91,7 +91,9 @@ def test_sigterm_exits_0_within_5_s_with_nothing_unflushed(tmp_path: Path) -> No
             assert elapsed < 5.0 * max(1.0, timeout(1)), elapsed
             secret = gw.session_id.encode()
             sent = [f.payload.replace(secret, b"<redacted>") for f in gw.sent]
-            assert gw.session_id not in err.decode()
+            log = err.decode()
+            assert "gateway session authenticated" in log, "INFO logs were captured"
+            assert gw.session_id not in log, "the session id is a credential: never logged"
 
         received = [bytes(p) for (p,) in duckdb.sql(
             f"SELECT payload FROM read_parquet('{out}/raw/**/*.parquet') WHERE direction='in'"
@@ -103,3 +105,24 @@ def test_sigterm_exits_0_within_5_s_with_nothing_unflushed(tmp_path: Path) -> No
         assert not list(out.rglob("*.jnl")), "a clean stop publishes and drops every segment"
 
     asyncio.run(main())
+
+
+def test_duration_stops_on_time_with_exit_0(tmp_path: Path) -> None:
+    async def main() -> tuple[int, str]:
+        async with SimGateway(SimOptions(seed=4, hb_interval=0.5, update_interval=0.1)) as gw:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "recorder", "record", "--gateway", gw.url,
+                "--out", str(tmp_path / "data"), "--smd", "265598", "--duration", "2s",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )
+            _, err = await asyncio.wait_for(proc.communicate(), timeout(20))
+            assert proc.returncode is not None
+            return proc.returncode, err.decode()
+
+    code, log = asyncio.run(main())
+    assert code == 0, log
+    assert "stopped by duration" in log
+    [(rows,)] = duckdb.sql(
+        f"SELECT count(*) FROM read_parquet('{tmp_path}/data/market_data/**/*.parquet')"
+    ).fetchall()
+    assert rows > 0

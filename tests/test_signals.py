@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
 from recorder.signals import (
@@ -15,13 +12,9 @@ from recorder.signals import (
     signal_of,
     topic_of,
 )
+from tests.real_frames import real_frames
 
-FRAMES = Path(__file__).resolve().parents[2] / "shared" / "ibkr" / "frames"
-
-
-def real(name: str) -> list[bytes]:
-    lines = (FRAMES / f"{name}.jsonl").read_text().splitlines()
-    return [json.loads(line)["frame"].encode() for line in lines if line.strip()]
+real = real_frames
 
 
 def test_login_sts_is_authenticated() -> None:

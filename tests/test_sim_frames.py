@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -19,10 +18,9 @@ from recorder.sim import encode, history
 from recorder.sim.account import STR_EMPTY, Account, ladder
 from recorder.sim.connection import SmdSub
 from recorder.sim.market import FROZEN_CONID, UNUSABLE_CONID, Market, format_size, format_volume
+from tests.real_frames import FRAMES_DIR as REAL_FRAMES_DIR
 
-FRAMES = Path(__file__).resolve().parents[2] / "shared" / "ibkr" / "frames"
-if not FRAMES.is_dir():
-    FRAMES = Path("/work/shared/ibkr/frames")
+FRAMES = REAL_FRAMES_DIR
 
 
 def real(topic_file: str) -> list[dict[str, Any]]:
