@@ -38,7 +38,8 @@ def _duration(seconds: float) -> str:
 
 def render(snapshot: StatusSnapshot, rates: dict[str, float]) -> str:
     """One line: what flows, what is written, how healthy the connection is."""
-    flows = " ".join(f"{topic} {rate:.0f}/s" for topic, rate in sorted(rates.items()) if rate >= 0.5)
+    flows = " ".join(
+        f"{topic} {rate:.0f}/s" for topic, rate in sorted(rates.items()) if rate >= 0.5)
     parts = [
         _duration(snapshot.uptime),
         "streaming" if snapshot.authenticated else "waiting for gateway",
@@ -49,7 +50,8 @@ def render(snapshot: StatusSnapshot, rates: dict[str, float]) -> str:
         f"reconnects {snapshot.reconnects}",
         f"smh {snapshot.smh_open}/{snapshot.smh_max}"
         + (f" +{snapshot.smh_queued} queued" if snapshot.smh_queued else ""),
-        "last frame " + ("-" if snapshot.since_frame is None else f"{snapshot.since_frame:.0f}s ago"),
+        "last frame "
+        + ("-" if snapshot.since_frame is None else f"{snapshot.since_frame:.0f}s ago"),
     ]
     if snapshot.last_error:
         parts.append(f"ERROR {snapshot.last_error}")
