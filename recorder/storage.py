@@ -1,0 +1,424 @@
+"""Storage: frames in, journal and rotating crash-safe Parquet out.
+
+Two layers, as everywhere in the recorder:
+
+- :class:`Pipeline`, the synchronous core (used by the offline benchmark, by the writer task
+  and, through :mod:`recorder.recover`, by recovery): ``write(frames)`` redacts, appends one
+  journal record, normalizes and buffers rows per (table, date); ``flush()`` writes buffered
+  row groups and fsyncs the journal; ``rotate()`` closes the journal segment and publishes its
+  files; ``close()`` rotates and releases the folder.
+- :class:`Storage`, the asyncio driver: one writer task (:meth:`Storage.run`) drains a
+  bounded queue (the backpressure) in batches and does all file work in a thread.
+
+Rules and invariants:
+- Every payload passes through :meth:`Redactor.apply` before the journal: nothing on disk holds
+  the session id.
+- Each Parquet file holds the rows of exactly one journal segment and is named after it; a
+  segment is deleted only after all its files are published (renamed, folders fsynced).
+- A journal write error raises with the batch not journaled (the segment is cut back), so the
+  caller can retry the same batch. Any error on the Parquet side after the journal accepted a
+  batch is *not* raised: the segment is marked for replay, and its files are rebuilt from the
+  journal at rotation (as recovery would). Nothing that reached the journal is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import pyarrow as pa
+
+from recorder.frames import Frame
+from recorder.journal import (
+    JOURNAL_DIR,
+    Opener,
+    Segment,
+    default_opener,
+    fsync_dir,
+    next_segment_number,
+    segment_path,
+)
+from recorder.recover import (
+    FolderLock,
+    Normalize,
+    RecoveryReport,
+    default_normalize,
+    publish_segment,
+    recover_unlocked,
+)
+from recorder.redact import Redactor
+from recorder.writer import (
+    PartialFile,
+    file_metadata,
+    file_name,
+    hhmmss,
+    partition_dir,
+    split_by_date,
+)
+
+log = logging.getLogger(__name__)
+
+ROW_GROUP_ROWS: Final = 100_000  # a buffer this big is written at once
+MIN_FLUSH_ROWS: Final = 1_000  # smaller buffers wait for rotation rather than make tiny groups
+
+
+@dataclass(frozen=True)
+class StorageStats:
+    frames: int = 0
+    rows: dict[str, int] = field(default_factory=dict)
+    files_published: int = 0
+    bytes_written: int = 0
+    segments_pending: int = 0
+    last_error: str | None = None
+
+
+class Pipeline:
+    """The synchronous storage core for one folder. Not thread-safe: one caller at a time."""
+
+    def __init__(self, root: Path, *, timezone: str, redactor: Redactor | None = None,
+                 clock: Callable[[], int] = time.time_ns, normalize: Normalize | None = None,
+                 opener: Opener = default_opener, row_group_rows: int = ROW_GROUP_ROWS,
+                 min_flush_rows: int = MIN_FLUSH_ROWS) -> None:
+        self.root = Path(root)
+        self.timezone = timezone
+        self._redactor = redactor or Redactor()
+        self._clock = clock
+        self._normalize = normalize
+        self._opener = opener
+        self._row_group_rows = row_group_rows
+        self._min_flush_rows = min_flush_rows
+        self._lock = FolderLock(self.root)
+        self._segment: Segment | None = None
+        self._next_number = 0
+        self._number = 0  # the open segment's, naming its files
+        self._name_time = ""
+        self._files: dict[tuple[str, str], PartialFile] = {}
+        self._buffers: dict[tuple[str, str], list[pa.Table]] = {}
+        self._buffered: dict[tuple[str, str], int] = {}
+        self._replay = False
+        self._pending: list[int] = []
+        self._metadata: dict[bytes, bytes] | None = None
+        self._closed = False
+        self.frames = 0
+        self.rows: dict[str, int] = {}
+        self.files_published = 0
+        self.bytes_written = 0
+        self.last_error: str | None = None
+
+    # -- public ------------------------------------------------------------------------------
+
+    def recover(self) -> RecoveryReport:
+        """Take the folder and publish what a killed run left (call before the first write)."""
+        self._lock.acquire()
+        return recover_unlocked(self.root, self._normalize, self._opener)
+
+    def stats(self) -> StorageStats:
+        return StorageStats(self.frames, dict(self.rows), self.files_published,
+                            self.bytes_written, len(self._pending), self.last_error)
+
+    def write(self, frames: Sequence[Frame]) -> None:
+        """Journal ``frames`` (one record) and turn them into buffered rows.
+
+        Raises ``OSError`` only when the journal refused the batch; then nothing of it was
+        kept and the same batch may be written again."""
+        if self._closed:
+            raise ValueError("the pipeline is closed")
+        if not frames:
+            return
+        secrets = self._redactor.secrets
+        if secrets:
+            apply = self._redactor.apply
+            frames = [f._replace(payload=apply(f.payload)) for f in frames]
+        segment = self._segment or self._open_segment()
+        self.bytes_written += segment.append(frames)
+        self.frames += len(frames)
+        if self._replay:
+            return
+        try:
+            self._add_rows(frames)
+        except Exception as exc:  # the journal has the frames: rebuild the files from it
+            self._start_replay(exc)
+
+    def flush(self) -> None:
+        """Write buffers of at least ``min_flush_rows`` rows, then fsync the journal."""
+        if not self._replay:
+            try:
+                for key, rows in list(self._buffered.items()):
+                    if rows >= self._min_flush_rows:
+                        self._write_group(key)
+            except Exception as exc:
+                self._start_replay(exc)
+        if self._segment is not None:
+            self._segment.sync()
+
+    def rotate(self) -> None:
+        """Close the journal segment, publish its files, delete it. Raises if a segment could
+        not be published (it stays in the journal and is retried on the next rotate)."""
+        segment, self._segment = self._segment, None
+        if segment is not None:
+            try:
+                segment.close()
+                if self._replay:
+                    raise _ReplayNeeded
+                self._publish_files()
+            except Exception as exc:
+                if not isinstance(exc, _ReplayNeeded):
+                    self._note_error("publishing", exc)
+                for part in self._files.values():
+                    part.abort()
+                self._pending.append(segment.number)
+            else:
+                segment.path.unlink()
+                fsync_dir(segment.path.parent)
+            self._files, self._buffers, self._buffered = {}, {}, {}
+            self._replay = False
+        while self._pending:
+            number = self._pending[0]
+            report = publish_segment(self.root, number, self._norm(), self._opener)
+            self.files_published += report.files
+            self._pending.pop(0)
+
+    def close(self) -> None:
+        """Rotate (publish every file) and release the folder; safe to call twice."""
+        if self._closed:
+            return
+        try:
+            self.rotate()
+        finally:
+            self._closed = True
+            self._lock.release()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _norm(self) -> Normalize:
+        if self._normalize is None:
+            self._normalize = default_normalize()
+        return self._normalize
+
+    def _open_segment(self) -> Segment:
+        self._lock.acquire()
+        journal_dir = self.root / JOURNAL_DIR
+        number = max(self._next_number, next_segment_number(journal_dir))
+        while segment_path(journal_dir, number).exists():
+            number += 1
+        created = self._clock()
+        self._segment = Segment.create(journal_dir, number, created, self.timezone,
+                                       self._opener)
+        self._next_number = number + 1
+        self._number = number
+        self._name_time = hhmmss(created, self.timezone)
+        return self._segment
+
+    def _add_rows(self, frames: Sequence[Frame]) -> None:
+        for table, rows in self._norm()(frames).items():
+            self.rows[table] = self.rows.get(table, 0) + rows.num_rows
+            for date, part in split_by_date(rows, self.timezone).items():
+                key = (table, date)
+                self._buffers.setdefault(key, []).append(part)
+                total = self._buffered.get(key, 0) + part.num_rows
+                self._buffered[key] = total
+                if total >= self._row_group_rows:
+                    self._write_group(key)
+
+    def _write_group(self, key: tuple[str, str]) -> None:
+        tables = self._buffers.pop(key, [])
+        self._buffered.pop(key, None)
+        if not tables:
+            return
+        rows = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+        part = self._files.get(key)
+        if part is None:
+            table, date = key
+            if self._metadata is None:
+                self._metadata = file_metadata()
+            final = partition_dir(self.root, table, date) / file_name(
+                table, self._name_time, self._number)
+            part = self._files[key] = PartialFile(final, rows.schema, self._opener,
+                                                  self._metadata)
+        part.write(rows)
+
+    def _publish_files(self) -> None:
+        for key in list(self._buffers):
+            self._write_group(key)
+        finished = [p for p in self._files.values() if p.finish()]
+        for part in finished:
+            part.publish()
+            self.files_published += 1
+            self.bytes_written += part.final_path.stat().st_size
+        for folder in {p.final_path.parent for p in finished}:
+            fsync_dir(folder)
+            fsync_dir(folder.parent)
+        if finished:
+            fsync_dir(self.root)
+
+    def _start_replay(self, exc: Exception) -> None:
+        self._note_error("writing parquet (will rebuild from the journal)", exc)
+        self._replay = True
+        for part in self._files.values():
+            part.abort()
+        self._files, self._buffers, self._buffered = {}, {}, {}
+
+    def _note_error(self, doing: str, exc: BaseException) -> None:
+        self.last_error = f"{doing}: {type(exc).__name__}: {exc}"
+        log.error("storage error %s", self.last_error)
+
+
+class _ReplayNeeded(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class StorageOptions:
+    dir: Path
+    timezone: str = "America/New_York"
+    rotate_seconds: float = 300.0
+    flush_seconds: float = 1.0
+    queue_max: int = 10_000
+    batch_max: int = 20_000  # frames taken off the queue per write
+    retry_min_seconds: float = 0.1
+    retry_max_seconds: float = 5.0
+
+
+_STOP: Final = object()
+
+
+class Storage:
+    """The writer task. ``recover()``, then ``run()`` in the task group; ``put`` frames;
+    ``close()`` to drain, flush and publish. Only the writer task touches files."""
+
+    def __init__(self, options: StorageOptions, redactor: Redactor | None = None, *,
+                 normalize: Normalize | None = None, opener: Opener = default_opener,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.options = options
+        self._pipeline = Pipeline(Path(options.dir), timezone=options.timezone,
+                                  redactor=redactor, normalize=normalize, opener=opener)
+        self._clock = clock
+        self._queue: asyncio.Queue[Frame | object] = asyncio.Queue(maxsize=options.queue_max)
+        self._closing = False
+        self._running = False
+        self._done = asyncio.Event()
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    @property
+    def stats(self) -> StorageStats:
+        return self._pipeline.stats()
+
+    async def recover(self) -> RecoveryReport:
+        """Publish what a killed run left in the folder (journal segments, compactions)."""
+        report = await asyncio.to_thread(self._pipeline.recover)
+        if report.segments or report.compactions:
+            log.info("recovered %d frames from %d journal segment(s), %d file(s)",
+                     report.frames, report.segments, report.files)
+        return report
+
+    async def put(self, frame: Frame) -> None:
+        """Queue a frame; waits while the queue is full (the backpressure)."""
+        if self._closing:
+            raise RuntimeError("storage is closed")
+        await self._queue.put(frame)
+
+    def put_nowait(self, frame: Frame) -> None:
+        """Queue a frame or raise ``asyncio.QueueFull``."""
+        if self._closing:
+            raise RuntimeError("storage is closed")
+        self._queue.put_nowait(frame)
+
+    async def close(self) -> None:
+        """Stop accepting frames, drain, flush and publish every file; safe to call twice."""
+        if not self._closing:
+            self._closing = True
+            if self._running:
+                await self._queue.put(_STOP)
+            else:
+                await self._drain_without_task()
+        if self._running:
+            await self._done.wait()
+
+    async def run(self) -> None:
+        """The writer task: returns after :meth:`close` once everything is published."""
+        self._running = True
+        try:
+            await self._loop()
+        finally:
+            self._done.set()
+
+    async def _loop(self) -> None:
+        opts = self.options
+        flush_every = opts.flush_seconds / 2  # a frame waits at most this plus a batch
+        now = self._clock()
+        next_flush, next_rotate = now + flush_every, now + opts.rotate_seconds
+        stopping = False
+        while not stopping:
+            batch, stopping = await self._take(max(0.0, min(next_flush, next_rotate)
+                                                   - self._clock()))
+            if batch:
+                await self._retry("journal write", self._pipeline.write, batch,
+                                  give_up=stopping)
+            now = self._clock()
+            if now >= next_flush or stopping:
+                await self._retry("journal fsync", self._pipeline.flush, give_up=stopping)
+                next_flush = self._clock() + flush_every
+            if now >= next_rotate and not stopping:
+                await self._retry("rotation", self._pipeline.rotate)
+                next_rotate = self._clock() + opts.rotate_seconds
+        await self._retry("closing", self._pipeline.close, give_up=True)
+
+    async def _take(self, wait_seconds: float) -> tuple[list[Frame], bool]:
+        queue = self._queue
+        try:
+            first = await asyncio.wait_for(queue.get(), wait_seconds) if queue.empty() \
+                else queue.get_nowait()
+        except TimeoutError:
+            return [], False
+        batch: list[Frame] = []
+        item: object = first
+        while True:
+            if item is _STOP:
+                return batch, True
+            batch.append(item)  # type: ignore[arg-type]
+            if len(batch) >= self.options.batch_max or queue.empty():
+                return batch, False
+            item = queue.get_nowait()
+
+    async def _retry(self, doing: str, call: Callable[..., None], *args: object,
+                     give_up: bool = False) -> None:
+        """Run ``call`` in a thread; on error log it, show it in stats, back off and retry
+        (the queue fills meanwhile: that is the backpressure). When closing, give up after a
+        few attempts: the journal keeps what it has for ``recorder recover``."""
+        delay = self.options.retry_min_seconds
+        attempts = 0
+        while True:
+            try:
+                await asyncio.to_thread(call, *args)
+            except Exception as exc:
+                attempts += 1
+                error = self._pipeline.last_error = f"{doing}: {type(exc).__name__}: {exc}"
+                log.error("storage error (%s), retrying in %.1f s", error, delay)
+                if give_up and attempts >= 3:
+                    log.error("storage gave up %s; run `recorder recover` on %s",
+                              doing, self.options.dir)
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.options.retry_max_seconds)
+            else:
+                if attempts:
+                    log.warning("storage recovered after %d failed attempt(s)", attempts)
+                return
+
+    async def _drain_without_task(self) -> None:
+        batch: list[Frame] = []
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not _STOP:
+                batch.append(item)  # type: ignore[arg-type]
+        if batch:
+            await self._retry("journal write", self._pipeline.write, batch, give_up=True)
+        await self._retry("closing", self._pipeline.close, give_up=True)

@@ -1,0 +1,231 @@
+"""The storage pipeline and writer task: real frames in, exact rows back through DuckDB."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from storage_frames import T0, FullDisk, real_frames, rows
+
+from recorder.frames import Frame
+from recorder.journal import list_segments
+from recorder.normalizer import normalize
+from recorder.redact import Redactor
+from recorder.storage import Pipeline, Storage, StorageOptions
+
+TZ = "America/New_York"
+
+
+def raw_rows(root: Path) -> list[tuple]:
+    return rows(f"SELECT seq, payload FROM read_parquet('{root}/raw/*/*.parquet') ORDER BY seq")
+
+
+def expected_raw(frames: list[Frame]) -> list[tuple]:
+    return [(f.seq, f.payload) for f in frames]
+
+
+def table_rows(root: Path, table: str) -> int:
+    return rows(f"SELECT count(*) FROM read_parquet('{root}/{table}/*/*.parquet')")[0][0]
+
+
+def test_write_rotate_publishes_every_table_once(tmp_path: Path) -> None:
+    frames = real_frames()
+    pipe = Pipeline(tmp_path, timezone=TZ, clock=lambda: T0)
+    pipe.write(frames[:100])
+    pipe.write(frames[100:])
+    assert list(tmp_path.glob("**/*.parquet")) == []
+    pipe.close()
+    pipe.close()
+    assert raw_rows(tmp_path) == expected_raw(frames)
+    want = {t: v.num_rows for t, v in normalize(frames).items()}
+    assert {t: table_rows(tmp_path, t) for t in want} == want
+    names = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.glob("**/*.parquet"))
+    assert names == sorted(f"{t}/date=2026-04-30/{t}-100000-1.parquet" for t in want)
+    assert list_segments(tmp_path / "_journal") == []
+    assert pipe.stats().files_published == len(want)
+    assert pipe.stats().rows == want
+    md = rows(f"SELECT seq, conid, last FROM '{tmp_path}/market_data/*/*.parquet' "
+              "ORDER BY seq LIMIT 1")
+    first = normalize(frames)["market_data"].slice(0, 1).to_pylist()[0]
+    assert md == [(first["seq"], first["conid"], first["last"])]
+
+
+def test_segments_number_on_across_runs(tmp_path: Path) -> None:
+    frames = real_frames(400)
+    for run in range(2):
+        pipe = Pipeline(tmp_path, timezone=TZ, clock=lambda: T0)
+        pipe.write(frames[run * 200 : run * 200 + 100])
+        pipe.rotate()
+        pipe.write(frames[run * 200 + 100 : run * 200 + 200])
+        pipe.close()
+    names = sorted(p.name for p in (tmp_path / "raw").glob("*/*.parquet"))
+    assert names == [f"raw-100000-{n}.parquet" for n in (1, 2, 3, 4)]
+    assert raw_rows(tmp_path) == expected_raw(frames)
+
+
+def test_session_id_never_reaches_disk(tmp_path: Path) -> None:
+    secret = "c3f1a9e0d2b7"
+    redactor = Redactor()
+    redactor.add(secret)
+    tic = f'{{"topic":"tic","alive":true,"id":"{secret}","lastAccessed":1}}'.encode()
+    frames = [Frame(T0, 1, 1, "in", tic), Frame(T0 + 1, 1, 2, "out",
+                                                  f'{{"session":"{secret}"}}'.encode())]
+    pipe = Pipeline(tmp_path, timezone=TZ, redactor=redactor)
+    pipe.write(frames)
+    pipe.flush()
+    journal = b"".join(p.read_bytes() for p in (tmp_path / "_journal").glob("*.jnl"))
+    assert secret.encode() not in journal and b"<redacted>" in journal
+    pipe.close()
+    assert raw_rows(tmp_path) == [
+        (1, tic.replace(secret.encode(), b"<redacted>")), (2, b'{"session":"<redacted>"}')]
+    for path in tmp_path.glob("**/*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+
+
+def test_row_groups_follow_flushes_and_size(tmp_path: Path) -> None:
+    frames = real_frames(5_000)
+    pipe = Pipeline(tmp_path, timezone=TZ, row_group_rows=3_000, min_flush_rows=1_000)
+    pipe.write(frames[:2_000])
+    pipe.flush()  # 2,000 raw rows: one group; the smaller tables wait
+    pipe.write(frames[2_000:])  # 3,000 more raw rows: a group at once
+    pipe.close()
+    raw = next((tmp_path / "raw").glob("*/*.parquet"))
+    assert [pq.ParquetFile(raw).metadata.row_group(i).num_rows for i in range(2)] == [
+        2_000, 3_000]
+    assert raw_rows(tmp_path) == expected_raw(frames)
+
+
+def test_rows_go_to_the_trading_day_of_their_recv_ts(tmp_path: Path) -> None:
+    midnight_ny = 1_777_521_600_000_000_000
+    frames = real_frames(10, start_ns=midnight_ny - 5_000_000, step_ns=1_000_000)
+    pipe = Pipeline(tmp_path, timezone=TZ, clock=lambda: midnight_ny)
+    pipe.write(frames)
+    pipe.close()
+    got = rows(f"SELECT date::VARCHAR, list(seq ORDER BY seq) FROM read_parquet("
+               f"'{tmp_path}/raw/*/*.parquet', hive_partitioning=true) GROUP BY 1 ORDER BY 1")
+    assert got == [("2026-04-29", [1, 2, 3, 4, 5]), ("2026-04-30", [6, 7, 8, 9, 10])]
+
+
+def test_parquet_error_rebuilds_from_journal(tmp_path: Path) -> None:
+    frames = real_frames(3_000)
+    disk = FullDisk(budget=10**9)
+    pipe = Pipeline(tmp_path, timezone=TZ, opener=disk)
+    pipe.write(frames[:1_500])
+    disk.budget = 0  # the disk fills: the row group cannot be written
+    pipe.flush()  # not raised: the journal holds the frames; the files will be rebuilt
+    assert "No space left" in (pipe.stats().last_error or "")
+    assert list(tmp_path.glob("**/*.parquet*")) == []  # the half-written partial is gone
+    with pytest.raises(OSError):
+        pipe.write(frames[1_500:])  # the journal refuses too: the batch is not kept
+    disk.budget = 10**9  # space again: the same batch is retried
+    pipe.write(frames[1_500:])
+    pipe.close()
+    assert raw_rows(tmp_path) == expected_raw(frames)
+    assert table_rows(tmp_path, "market_data") == normalize(frames)["market_data"].num_rows
+    assert list_segments(tmp_path / "_journal") == []
+
+
+def test_failed_publish_stays_in_journal_until_it_succeeds(tmp_path: Path) -> None:
+    frames = real_frames(600)
+    disk = FullDisk(budget=10**9)
+    pipe = Pipeline(tmp_path, timezone=TZ, opener=disk)
+    pipe.write(frames[:300])
+    disk.budget = 0
+    with pytest.raises(OSError):
+        pipe.rotate()
+    assert pipe.stats().segments_pending == 1
+    assert list(tmp_path.glob("**/*.parquet*")) == []
+    disk.budget = 10**9
+    pipe.write(frames[300:])
+    pipe.close()
+    assert raw_rows(tmp_path) == expected_raw(frames)
+    assert pipe.stats().segments_pending == 0
+
+
+def run_storage(options: StorageOptions, frames: list[Frame], **kw: object) -> Storage:
+    async def main() -> Storage:
+        storage = Storage(options, Redactor(), **kw)  # type: ignore[arg-type]
+        await storage.recover()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(storage.run())
+            for frame in frames:
+                await storage.put(frame)
+            await storage.close()
+        await storage.close()
+        return storage
+
+    return asyncio.run(main())
+
+
+def test_storage_task_drains_flushes_and_publishes(tmp_path: Path) -> None:
+    frames = real_frames(2_000)
+    storage = run_storage(StorageOptions(tmp_path, TZ, rotate_seconds=0.01, flush_seconds=0.01,
+                                         queue_max=50), frames)
+    assert raw_rows(tmp_path) == expected_raw(frames)
+    stats = storage.stats
+    assert stats.frames == 2_000 and stats.rows["raw"] == 2_000
+    assert stats.files_published >= 7 and stats.last_error is None
+    assert storage.queue_depth == 0
+    assert list_segments(tmp_path / "_journal") == []
+
+
+def test_put_nowait_raises_when_full(tmp_path: Path) -> None:
+    async def main() -> None:
+        storage = Storage(StorageOptions(tmp_path, TZ, queue_max=2), Redactor())
+        frames = real_frames(3)
+        storage.put_nowait(frames[0])
+        storage.put_nowait(frames[1])
+        with pytest.raises(asyncio.QueueFull):
+            storage.put_nowait(frames[2])
+        assert storage.queue_depth == 2
+        await storage.close()  # no writer task: close drains itself
+
+    asyncio.run(main())
+    assert raw_rows(tmp_path) == expected_raw(real_frames(2))
+
+
+async def until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    for _ in range(int(seconds / 0.005)):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("condition not met in time")
+
+
+def test_full_disk_is_reported_retried_and_loses_nothing(tmp_path: Path) -> None:
+    frames = real_frames(1_000)
+    disk = FullDisk(budget=10**9)
+
+    async def main() -> tuple[str | None, int]:
+        storage = Storage(StorageOptions(tmp_path, TZ, rotate_seconds=60, flush_seconds=0.02,
+                                         queue_max=100, retry_min_seconds=0.01,
+                                         retry_max_seconds=0.05), Redactor(), opener=disk)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(storage.run())
+            for frame in frames[:500]:
+                await storage.put(frame)
+            await until(lambda: storage.stats.frames >= 500)
+            disk.budget = 0
+
+            async def feed() -> None:
+                for frame in frames[500:]:
+                    await storage.put(frame)  # blocks while the disk is full: backpressure
+
+            feeder = tg.create_task(feed())
+            await until(lambda: disk.failures >= 3 and storage.queue_depth == 100)
+            assert not feeder.done()
+            error = storage.stats.last_error
+            failures = disk.failures
+            disk.budget = 10**9
+            await feeder
+            await storage.close()
+        return error, failures
+
+    error, failures = asyncio.run(main())
+    assert error is not None and "No space left on device" in error
+    assert failures < 40  # it backs off instead of spinning
+    assert raw_rows(tmp_path) == expected_raw(frames)
