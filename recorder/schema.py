@@ -25,7 +25,7 @@ from typing import Final
 
 import pyarrow as pa
 
-SCHEMAS_DIR: Final = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMAS_DIR: Final = Path(__file__).parent / "schemas"  # a link to the repo's schemas/, packaged as data
 
 TABLES: Final[tuple[str, ...]] = (
     "market_data",
