@@ -25,7 +25,8 @@ from typing import Final
 
 import pyarrow as pa
 
-SCHEMAS_DIR: Final = Path(__file__).parent / "schemas"  # a link to the repo's schemas/, packaged as data
+# recorder/schemas links to the repo's schemas/, so a wheel carries them as package data
+SCHEMAS_DIR: Final = Path(__file__).parent / "schemas"
 
 TABLES: Final[tuple[str, ...]] = (
     "market_data",
