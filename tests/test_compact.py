@@ -1,0 +1,120 @@
+"""Compaction: one sorted file per table per day, and no row twice or missing after a kill."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from storage_frames import T0, real_frames, rows
+
+from recorder.compact import compact_day, recover_compactions
+from recorder.frames import Frame
+from recorder.normalizer import normalize
+from recorder.recover import recover_dir
+from recorder.storage import Pipeline
+
+TZ = "America/New_York"
+DAY = "2026-04-30"
+
+
+def record(root: Path, frames: list[Frame], per_segment: int) -> None:
+    pipe = Pipeline(root, timezone=TZ, clock=lambda: T0)
+    for i in range(0, len(frames), per_segment):
+        pipe.write(frames[i : i + per_segment])
+        pipe.rotate()
+    pipe.close()
+
+
+def table_counts(root: Path) -> dict[str, int]:
+    out = {}
+    for folder in sorted(root.glob("*/date=*")):
+        out[folder.parent.name] = rows(f"SELECT count(*) FROM '{folder}/*.parquet'")[0][0]
+    return out
+
+
+def raw_seqs(root: Path) -> list[int]:
+    return [r[0] for r in rows(f"SELECT seq FROM '{root}/raw/*/*.parquet' ORDER BY seq")]
+
+
+@pytest.fixture(scope="module")
+def day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Frame]]:
+    root = tmp_path_factory.mktemp("day") / "data"
+    frames = real_frames(6_000)
+    record(root, frames, per_segment=200)  # 30 files per table
+    return root, frames
+
+
+def test_one_sorted_file_per_table(day: tuple[Path, list[Frame]], tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    shutil.copytree(day[0], root)
+    frames = day[1]
+    before = table_counts(root)
+    report = compact_day(root, DAY)
+    assert report.tables["raw"] == (30, 6_000)
+    assert table_counts(root) == before
+    for table in before:
+        files = list((root / table / f"date={DAY}").iterdir())
+        assert len(files) == 1, files
+    raw = next((root / "raw" / f"date={DAY}").glob("*.parquet"))
+    assert raw.name == "raw-100000-1-30.parquet"
+    assert pq.read_table(raw).column("seq").to_pylist() == [f.seq for f in frames]
+    assert pq.ParquetFile(raw).schema_arrow.metadata[b"recorder.version"]
+    assert not list(root.glob("*/.compact-*")) and not list(root.glob("_compact/*.json"))
+    assert compact_day(root, DAY).tables == {}  # nothing left to merge
+
+
+def test_files_of_a_live_segment_are_left_alone(tmp_path: Path) -> None:
+    frames = real_frames(600)
+    root = tmp_path / "data"
+    record(root, frames[:400], per_segment=200)
+    pipe = Pipeline(root, timezone=TZ, clock=lambda: T0)
+    pipe.write(frames[400:])
+    pipe.flush()
+    shutil.copytree(root, tmp_path / "killed")  # a kill: segment 3 on disk, unpublished
+    pipe.close()
+    killed = tmp_path / "killed"
+    seg = sorted((root / "raw" / f"date={DAY}").glob("*.parquet"))[-1]
+    shutil.copy(seg, killed / "raw" / f"date={DAY}" / seg.name)  # ... after its rename
+    compact_day(killed, DAY)
+    names = sorted(p.name for p in (killed / "raw" / f"date={DAY}").iterdir())
+    assert names == ["raw-100000-1-2.parquet", "raw-100000-3.parquet"]
+    recover_dir(killed)
+    assert raw_seqs(killed) == [f.seq for f in frames]
+
+
+CHILD = """
+import sys
+from pathlib import Path
+from recorder.compact import compact_day
+compact_day(Path(sys.argv[1]), sys.argv[2])
+print("done", flush=True)
+"""
+
+
+def test_sigkill_during_compaction(day: tuple[Path, list[Frame]], tmp_path: Path) -> None:
+    frames = day[1]
+    want = {t: v.num_rows for t, v in normalize(frames).items()}
+    rng = random.Random(7)
+    for attempt in range(5):
+        root = tmp_path / f"run{attempt}"
+        shutil.copytree(day[0], root)
+        proc = subprocess.Popen([sys.executable, "-c", CHILD, str(root), DAY],
+                                stdout=subprocess.PIPE)
+        time.sleep(rng.uniform(0.3, 1.2))  # imports take ~0.3 s; compaction about as long
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        recover_compactions(root)
+        recover_dir(root)
+        assert table_counts(root) == want, f"attempt {attempt}"
+        assert raw_seqs(root) == [f.seq for f in frames]
+        assert not list(root.glob("*/.compact-*")) and not list(root.glob("_compact/*.json"))
+        compact_day(root, DAY)  # and it can finish the job afterwards
+        assert table_counts(root) == want
