@@ -39,6 +39,8 @@ def sql_string(text: str) -> str:
 def duckdb_type(arrow_type: pa.DataType) -> str:
     """The DuckDB type a Parquet column of ``arrow_type`` is read as."""
     if pa.types.is_timestamp(arrow_type):
+        if arrow_type.unit == "ns":
+            return "TIMESTAMPTZ_NS" if arrow_type.tz else "TIMESTAMP_NS"
         return "TIMESTAMPTZ" if arrow_type.tz else "TIMESTAMP"
     if pa.types.is_map(arrow_type):
         return f"MAP({duckdb_type(arrow_type.key_type)}, {duckdb_type(arrow_type.item_type)})"

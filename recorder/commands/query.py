@@ -2,28 +2,122 @@
 
 from __future__ import annotations
 
+import csv
+import sys
+from pathlib import Path
+from typing import Any
+
 import click
 
-
-@click.command()
-def query() -> None:
-    """Run DuckDB SQL over a recording folder (not built yet)."""
-    raise click.ClickException("recorder query is not built yet")
+_DIR = click.Path(file_okay=False, path_type=Path)
 
 
-@click.command()
-def summary() -> None:
-    """Summarise a recording folder (not built yet)."""
-    raise click.ClickException("recorder summary is not built yet")
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
 
 
 @click.command()
-def compact() -> None:
-    """Merge a day's rotated files per table (not built yet)."""
-    raise click.ClickException("recorder compact is not built yet")
+@click.argument("folder", type=_DIR)
+@click.argument("sql")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]),
+              default="table", show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="File to write (required for --format parquet).")
+def query(folder: Path, sql: str, fmt: str, output: Path | None) -> None:
+    """Run DuckDB SQL over the views of a recording folder (one per table, plus quotes,
+    trades_dedup and bars_dedup)."""
+    import duckdb
+    import orjson
+
+    from recorder.views import open_views
+
+    if fmt == "parquet" and output is None:
+        raise click.UsageError("--format parquet needs --output FILE")
+    try:
+        con = open_views(folder)
+        rel = con.sql(sql)
+        if rel is None:
+            return
+        if fmt == "parquet":
+            rel.write_parquet(str(output), compression="zstd")
+            return
+        columns = rel.columns
+        # through Arrow: DuckDB's own conversion of zoned timestamps needs pytz
+        arrow = rel.arrow().read_all()
+        records = list(zip(*(c.to_pylist() for c in arrow.columns), strict=True))
+    except (duckdb.Error, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc).strip()) from None
+    out = open(output, "w", newline="") if output else sys.stdout  # noqa: SIM115
+    try:
+        if fmt == "csv":
+            writer = csv.writer(out)
+            writer.writerow(columns)
+            writer.writerows(records)
+        elif fmt == "json":
+            data = [dict(zip(columns, r, strict=True)) for r in records]
+            out.write(orjson.dumps(data, default=_json_default,
+                                   option=orjson.OPT_NON_STR_KEYS).decode() + "\n")
+        else:
+            out.write(str(con.sql(sql)))
+    finally:
+        if output:
+            out.close()
 
 
 @click.command()
-def recover() -> None:
-    """Publish what a killed run left in its journal (not built yet)."""
-    raise click.ClickException("recorder recover is not built yet")
+@click.argument("folder", type=_DIR)
+@click.option("--date", help="Only this trading day (YYYY-MM-DD).")
+@click.option("--silence-seconds", type=float, default=60.0, show_default=True,
+              help="A conid silent longer than this counts as a gap.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def summary(folder: Path, date: str | None, silence_seconds: float, as_json: bool) -> None:
+    """Rows, files and time range per table, frames per conid, gaps and reconnects."""
+    import orjson
+
+    from recorder.summary import NoRecording, summarize, to_dict, to_text
+
+    try:
+        result = summarize(folder, date, silence_seconds)
+    except NoRecording as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(orjson.dumps(to_dict(result), option=orjson.OPT_INDENT_2).decode())
+    else:
+        click.echo(to_text(result))
+
+
+@click.command()
+@click.argument("folder", type=_DIR)
+@click.option("--date", required=True, help="The trading day to compact (YYYY-MM-DD).")
+def compact(folder: Path, date: str) -> None:
+    """Merge a day's rotated files into one sorted file per table, crash-safely."""
+    from recorder.compact import compact_day
+    from recorder.views import is_recording
+
+    if not is_recording(folder):
+        raise click.ClickException(f"{folder}: no recording here")
+    try:
+        report = compact_day(folder, date)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not report.tables:
+        click.echo(f"{date}: nothing to compact")
+    for table, (files, rows) in sorted(report.tables.items()):
+        click.echo(f"{table}: {files} files -> 1 ({rows:,} rows)")
+
+
+@click.command()
+@click.argument("folder", type=_DIR)
+def recover(folder: Path) -> None:
+    """Publish what a killed run left in its journal (also done at ``record`` start)."""
+    from recorder.recover import FolderBusy, describe, recover_dir
+
+    if not folder.is_dir():
+        raise click.ClickException(f"{folder}: no such folder")
+    try:
+        report = recover_dir(folder)
+    except FolderBusy as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(describe(report))

@@ -1,0 +1,138 @@
+"""What a recording folder holds: ``recorder summary DIR [--date D]``.
+
+Everything is read through the views (:mod:`recorder.views`), so the summary counts exactly
+what a query would see. Per table: rows, files, first and last ``recv_ts``. Per conid: smd
+frames. Gaps: *silences* (two consecutive ``market_data`` rows of a conid further apart than
+``silence_seconds``) and *disconnects* (from each ``disconnect`` event to the next
+``connect``, or open-ended). Reconnects: ``connect`` events that follow a ``disconnect``.
+
+Times are UTC ISO-8601 strings. :func:`to_dict` is the ``--json`` form; :func:`to_text` the
+terminal form.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from recorder.schema import TABLES
+from recorder.views import is_recording, open_views
+
+
+class NoRecording(ValueError):
+    """The folder holds no recording."""
+
+
+@dataclass(frozen=True)
+class TableSummary:
+    table: str
+    rows: int
+    files: int
+    first: str | None
+    last: str | None
+
+
+@dataclass(frozen=True)
+class Gap:
+    kind: str  # "silence" or "disconnect"
+    conid: int | None
+    start: str
+    end: str | None  # None: never reconnected
+    seconds: float | None
+
+
+@dataclass(frozen=True)
+class Summary:
+    folder: str
+    date: str | None
+    tables: list[TableSummary]
+    frames_per_conid: dict[int, int]
+    gaps: list[Gap]
+    reconnects: int
+    auth_lost: int
+
+
+def _iso(ns: int | None) -> str | None:
+    """UTC ISO-8601 of epoch nanoseconds (whole seconds unless there is a fraction)."""
+    if ns is None:
+        return None
+    seconds, frac = divmod(ns, 1_000_000_000)
+    text = dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return text + (f".{frac:09d}".rstrip("0") if frac else "") + "Z"
+
+
+def summarize(path: str | Path, date: str | None = None,
+              silence_seconds: float = 60.0) -> Summary:
+    root = Path(path)
+    if not is_recording(root):
+        raise NoRecording(f"{root}: no recording here (no table folders, no journal)")
+    con = open_views(root)
+    where = "WHERE date = CAST(? AS DATE)" if date else ""
+    params = [date] if date else []
+    tables = []
+    for table in TABLES:
+        n, first, last = con.execute(
+            f"SELECT count(*), epoch_ns(min(recv_ts)), epoch_ns(max(recv_ts)) "
+            f"FROM {table} {where}", params
+        ).fetchone() or (0, None, None)
+        pattern = f"date={date}/*.parquet" if date else "date=*/*.parquet"
+        files = len(list((root / table).glob(pattern)))
+        tables.append(TableSummary(table, n, files, _iso(first), _iso(last)))
+    per_conid = dict(con.execute(
+        f"SELECT conid, count(*) FROM market_data {where} GROUP BY conid ORDER BY conid",
+        params).fetchall())
+    gaps = [Gap("silence", conid, _iso(prev) or "", _iso(ts), round(ms / 1000, 3))
+            for conid, prev, ts, ms in con.execute(
+                f"""SELECT conid, prev, ts, (ts - prev) / 1e6 AS ms FROM (
+                      SELECT conid, epoch_ns(recv_ts) AS ts,
+                        lag(epoch_ns(recv_ts)) OVER (PARTITION BY conid ORDER BY recv_ts, seq)
+                          AS prev
+                      FROM market_data {where})
+                    WHERE ms > ? ORDER BY prev, conid""",
+                [*params, silence_seconds * 1000]).fetchall()]
+    events = con.execute(
+        f"SELECT kind, epoch_ns(recv_ts) FROM events {where} "
+        f"{'AND' if where else 'WHERE'} kind IN ('connect', 'disconnect', 'auth_lost') "
+        "ORDER BY recv_ts, seq", params).fetchall()
+    reconnects, auth_lost = 0, 0
+    down: int | None = None
+    for kind, ts in events:
+        if kind == "auth_lost":
+            auth_lost += 1
+        elif kind == "disconnect" and down is None:
+            down = ts
+        elif kind == "connect" and down is not None:
+            reconnects += 1
+            gaps.append(Gap("disconnect", None, _iso(down) or "", _iso(ts),
+                            round((ts - down) / 1e9, 3)))
+            down = None
+    if down is not None:
+        gaps.append(Gap("disconnect", None, _iso(down) or "", None, None))
+    gaps.sort(key=lambda g: (g.start, g.kind))
+    return Summary(str(root), date, tables, per_conid, gaps, reconnects, auth_lost)
+
+
+def to_dict(summary: Summary) -> dict[str, Any]:
+    out = asdict(summary)
+    out["frames_per_conid"] = {str(k): v for k, v in summary.frames_per_conid.items()}
+    return out
+
+
+def to_text(summary: Summary) -> str:
+    lines = [f"{summary.folder}" + (f" (date {summary.date})" if summary.date else "")]
+    lines.append(f"  {'table':<12} {'rows':>12} {'files':>6}  first .. last (UTC)")
+    for t in summary.tables:
+        span = f"{t.first} .. {t.last}" if t.rows else "-"
+        lines.append(f"  {t.table:<12} {t.rows:>12,} {t.files:>6}  {span}")
+    if summary.frames_per_conid:
+        lines.append("  smd frames per conid: " + ", ".join(
+            f"{c} {n:,}" for c, n in summary.frames_per_conid.items()))
+    lines.append(f"  reconnects: {summary.reconnects}, auth lost: {summary.auth_lost}, "
+                 f"gaps: {len(summary.gaps)}")
+    for g in summary.gaps:
+        who = f"conid {g.conid}" if g.conid is not None else "socket"
+        length = f"{g.seconds:,.1f} s" if g.seconds is not None else "not reconnected"
+        lines.append(f"    {g.kind:<10} {who:<16} {g.start} .. {g.end or '?'}  ({length})")
+    return "\n".join(lines)

@@ -1,0 +1,66 @@
+"""summary: exact rows, files, gaps and reconnects from a folder written here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from storage_frames import T0, real_payloads
+
+from recorder.frames import Frame, event_frame
+from recorder.storage import Pipeline
+from recorder.summary import Gap, NoRecording, summarize, to_dict, to_text
+
+S = 1_000_000_000
+
+
+def recording(root: Path) -> None:
+    aapl = [p for p in real_payloads() if b'"topic":"smd+265598"' in p][:4]
+    frames = [
+        event_frame(T0, 1, 1, "connect", None, {"conn_id": 1}),
+        Frame(T0 + 1 * S, 1, 2, "in", aapl[0]),
+        Frame(T0 + 2 * S, 1, 3, "in", aapl[1]),
+        event_frame(T0 + 50 * S, 1, 4, "disconnect", None, {"code": 1006}),
+        event_frame(T0 + 51 * S, 0, 5, "auth_lost", None, {"reason": "x"}),
+        event_frame(T0 + 55 * S, 2, 6, "connect", None, {"conn_id": 2}),
+        Frame(T0 + 100 * S, 2, 7, "in", aapl[2]),
+        Frame(T0 + 101 * S, 2, 8, "in", aapl[3]),
+        event_frame(T0 + 120 * S, 2, 9, "disconnect", None, {"code": 1006}),
+    ]
+    pipe = Pipeline(root, timezone="America/New_York", clock=lambda: T0)
+    pipe.write(frames[:5])
+    pipe.rotate()
+    pipe.write(frames[5:])
+    pipe.close()
+
+
+def test_summary_counts_gaps_and_reconnects(tmp_path: Path) -> None:
+    recording(tmp_path)
+    s = summarize(tmp_path, silence_seconds=60)
+    by_table = {t.table: (t.rows, t.files, t.first, t.last) for t in s.tables}
+    assert by_table["market_data"] == (4, 2, "2026-04-30T14:00:01Z", "2026-04-30T14:01:41Z")
+    assert by_table["raw"] == (4, 2, "2026-04-30T14:00:01Z", "2026-04-30T14:01:41Z")
+    assert by_table["events"] == (5, 2, "2026-04-30T14:00:00Z", "2026-04-30T14:02:00Z")
+    assert by_table["trades"] == (0, 0, None, None)
+    assert s.frames_per_conid == {265598: 4}
+    assert s.gaps == [
+        Gap("silence", 265598, "2026-04-30T14:00:02Z", "2026-04-30T14:01:40Z", 98.0),
+        Gap("disconnect", None, "2026-04-30T14:00:50Z", "2026-04-30T14:00:55Z", 5.0),
+        Gap("disconnect", None, "2026-04-30T14:02:00Z", None, None),
+    ]
+    assert (s.reconnects, s.auth_lost) == (1, 1)
+    assert to_dict(s)["frames_per_conid"] == {"265598": 4}
+    text = to_text(s)
+    assert "market_data" in text and "reconnects: 1" in text and "98.0 s" in text
+    assert summarize(tmp_path, silence_seconds=200).gaps[0].kind == "disconnect"
+
+
+def test_summary_of_one_date(tmp_path: Path) -> None:
+    recording(tmp_path)
+    assert summarize(tmp_path, date="2026-04-29").tables[0].rows == 0
+    assert summarize(tmp_path, date="2026-04-30").tables[0].rows == 4
+
+
+def test_no_recording_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(NoRecording, match="no recording here"):
+        summarize(tmp_path)
