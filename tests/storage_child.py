@@ -1,5 +1,6 @@
 """A recording stand-in for the kill -9 tests: feeds real frames into ``Storage`` and, before
-each put, appends ``seq recv_ts_ns`` to a side file so the test knows what was received when.
+each put, appends ``seq recv_ts_ns`` to a side file, and after the puts return
+``accepted LAST_SEQ TIME``, so the test knows what was received when.
 
 Usage: python storage_child.py DIR SIDE_FILE FIRST_SEQ FLUSH_SECONDS ROTATE_SECONDS
 """
@@ -39,6 +40,9 @@ async def main(root: Path, side: Path, seq: int, flush: float, rotate: float) ->
             os.write(fd, "".join(f"{f.seq} {f.recv_ts_ns}\n" for f in batch).encode())
             for frame in batch:
                 await storage.put(frame)
+            # with backpressure a frame is only received once put returns (the socket
+            # stalls until then), so the time that counts is this one
+            os.write(fd, f"accepted {seq} {time.time_ns()}\n".encode())
             await asyncio.sleep(0.002)
 
 
