@@ -4,7 +4,8 @@ Everything is read through the views (:mod:`recorder.views`), so the summary cou
 what a query would see. Per table: rows, files, first and last ``recv_ts``. Per conid: smd
 frames. Gaps: *silences* (two consecutive ``market_data`` rows of a conid further apart than
 ``silence_seconds``) and *disconnects* (from each ``disconnect`` event to the next
-``connect``, or open-ended). Reconnects: ``connect`` events that follow a ``disconnect``.
+``connect``, or open-ended; a clean stop's own disconnect is no gap).
+Reconnects: ``connect`` events that follow a ``disconnect``.
 
 Times are UTC ISO-8601 strings. :func:`to_dict` is the ``--json`` form; :func:`to_text` the
 terminal form.
@@ -93,14 +94,18 @@ def summarize(path: str | Path, date: str | None = None,
                     WHERE ms > ? ORDER BY prev, conid""",
                 [*params, silence_seconds * 1000]).fetchall()]
     events = con.execute(
-        f"SELECT kind, epoch_ns(recv_ts) FROM events {where} "
+        "SELECT kind, epoch_ns(recv_ts), "
+        "coalesce(try(json_extract_string(detail, '$.stopping')) = 'true', false) "
+        f"FROM events {where} "
         f"{'AND' if where else 'WHERE'} kind IN ('connect', 'disconnect', 'auth_lost') "
         "ORDER BY recv_ts, seq", params).fetchall()
     reconnects, auth_lost = 0, 0
     down: int | None = None
-    for kind, ts in events:
+    for kind, ts, stopping in events:
         if kind == "auth_lost":
             auth_lost += 1
+        elif kind == "disconnect" and stopping:
+            continue  # the recorder's own clean stop: the run ended, nothing was missed
         elif kind == "disconnect" and down is None:
             down = ts
         elif kind == "connect" and down is not None:

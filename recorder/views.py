@@ -15,7 +15,10 @@ Rules:
 - A table with no files yet is still a view, empty, with the columns of
   :func:`recorder.schema.arrow_schema` (and ``date``), so queries written for a full day run
   on an empty one.
-- Timestamps are shown in UTC (the connection's ``TimeZone``), as stored.
+- Timestamps are shown in UTC (the connection's ``TimeZone``). Files keep ``recv_ts`` in
+  nanoseconds; views show it as ``TIMESTAMPTZ`` (microseconds), because DuckDB's time
+  functions (``date_trunc``, ``time_bucket``, ``epoch``, interval arithmetic) do not take
+  ``TIMESTAMPTZ_NS``. Exact order within a microsecond is ``seq``.
 """
 
 from __future__ import annotations
@@ -57,13 +60,26 @@ def has_files(root: Path, table: str) -> bool:
     return next((root / table).glob("date=*/*.parquet"), None) is not None
 
 
+def view_type(arrow_type: pa.DataType) -> str:
+    """The DuckDB type a view shows a column as: nanosecond timestamps as microseconds."""
+    if pa.types.is_timestamp(arrow_type) and arrow_type.unit == "ns":
+        return "TIMESTAMPTZ" if arrow_type.tz else "TIMESTAMP"
+    return duckdb_type(arrow_type)
+
+
 def table_sql(root: Path, table: str) -> str:
     """The SELECT behind a table's view."""
+    fields = list(arrow_schema(table))
     if has_files(root, table):
-        return (f"SELECT * FROM read_parquet({sql_string(table_glob(root, table))}, "
-                "hive_partitioning = true, union_by_name = true)")
-    columns = [f"CAST(NULL AS {duckdb_type(f.type)}) AS \"{f.name}\""
-               for f in arrow_schema(table)]
+        columns = [
+            f'CAST("{f.name}" AS {view_type(f.type)}) AS "{f.name}"'
+            if view_type(f.type) != duckdb_type(f.type) else f'"{f.name}"'
+            for f in fields
+        ]
+        return (f"SELECT {', '.join(columns)}, date FROM read_parquet("
+                f"{sql_string(table_glob(root, table))}, hive_partitioning = true, "
+                "union_by_name = true)")
+    columns = [f"CAST(NULL AS {view_type(f.type)}) AS \"{f.name}\"" for f in fields]
     return f"SELECT {', '.join(columns)}, CAST(NULL AS DATE) AS date WHERE false"
 
 

@@ -12,7 +12,7 @@ import duckdb
 from recorder.frames import Frame
 from recorder.journal import default_opener
 
-FRAMES_DIR = Path("/work/shared/ibkr/frames")
+FRAMES_DIR = Path(__file__).resolve().parent / "fixtures" / "frames"
 # 2026-04-30 14:00:00 UTC = 10:00 New York
 T0 = 1_777_557_600_000_000_000
 

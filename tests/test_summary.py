@@ -64,3 +64,17 @@ def test_summary_of_one_date(tmp_path: Path) -> None:
 def test_no_recording_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(NoRecording, match="no recording here"):
         summarize(tmp_path)
+
+
+def test_a_clean_stop_is_not_a_gap(tmp_path: Path) -> None:
+    aapl = [p for p in real_payloads() if b'"topic":"smd+265598"' in p][:1]
+    pipe = Pipeline(tmp_path, timezone="America/New_York", clock=lambda: T0)
+    pipe.write([
+        event_frame(T0, 1, 1, "connect", None, {"conn_id": 1}),
+        Frame(T0 + 1 * S, 1, 2, "in", aapl[0]),
+        event_frame(T0 + 2 * S, 1, 3, "disconnect", None, {"code": 1000, "stopping": True}),
+        event_frame(T0 + 3 * S, 1, 4, "stop", None, {"reason": "signal"}),
+    ])
+    pipe.close()
+    s = summarize(tmp_path)
+    assert s.gaps == [] and s.reconnects == 0
