@@ -37,6 +37,7 @@ class GatewayCore:
         self.market = Market(self.options.seed)
         self.auth = AuthState.OK
         self.conns: dict[int, Conn] = {}
+        self.peers: dict[int, str] = {}  # conn_id -> the client's "host:port", for matching
         self.port = self.options.port
         self.cafile: str | None = None
         self._next_conn = 0

@@ -52,6 +52,9 @@ class WebsocketSide(GatewayCore):
         self._next_conn += 1
         conn = Conn(self._next_conn, request, ws)
         self.conns[conn.conn_id] = conn
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        if peer:
+            self.peers[conn.conn_id] = f"{peer[0]}:{peer[1]}"
         self.stats.ws_connects += 1
         try:
             if self.auth is not AuthState.OK:
@@ -282,6 +285,16 @@ class WebsocketSide(GatewayCore):
     def send_malformed(self) -> None:
         """Every logged-in socket gets one text frame that is not valid JSON."""
         self._broadcast(encode.MALFORMED, None)
+
+    def send_oversized(self, nbytes: int = (1 << 20) + (1 << 18)) -> None:
+        """Every logged-in socket gets one valid ``blt`` frame of about ``nbytes`` bytes
+        (default 1.25 MiB: over websockets' and aiohttp's 1 MiB default message limit)."""
+        text = ("Simulated oversized bulletin. " * (nbytes // 30 + 1))[:nbytes]
+        self._broadcast(encode.blt("BLTBIG", text), "blt")
+
+    def send_raw(self, payload: bytes, topic: str | None = None) -> None:
+        """Every logged-in socket gets ``payload`` as one text frame, byte for byte (fuzzing)."""
+        self._broadcast(payload, topic)
 
     # ---- load -------------------------------------------------------------------------------
 
