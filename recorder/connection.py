@@ -105,6 +105,10 @@ class Multiplexer:
         self._wake = asyncio.Event()
         self._last_frame = 0.0
         self._authenticated_once = False
+        # the open gap: what the last connection ended on, until the next one opens
+        self._gap: dict[str, Any] | None = None
+        self._last_in_ns = 0
+        self._last_in_seq = 0
         self.authenticated = False
         self.connects = 0
         self.reconnects = 0
@@ -158,6 +162,8 @@ class Multiplexer:
                 except ConnectionClosed:
                     pass
             await ws.close(1000, "recorder stopping")
+        else:
+            self._end_gap(None)  # stopped while disconnected: the gap ends with the run
 
     # -- one connection ----------------------------------------------------------------------
 
@@ -181,7 +187,13 @@ class Multiplexer:
             if self.connects > 1:
                 self.reconnects += 1
             self.authenticated = False
-            self._emit("connect", None, {"conn_id": self._counters.conn_id, "url": self._url})
+            local = ws.local_address
+            self._emit("connect", None, {
+                "conn_id": self._counters.conn_id, "url": self._url,
+                "local": f"{local[0]}:{local[1]}" if local else None,
+            })
+            self._end_gap(self._counters.conn_id)
+            self._last_in_ns, self._last_in_seq = time.time_ns(), 0
             log.info("websocket connected (connection %d)", self._counters.conn_id)
             ever_authenticated = False
             self._last_frame = self._clock()
@@ -207,6 +219,8 @@ class Multiplexer:
                      "stopping": self._stopping},
                 )
                 if not self._stopping:
+                    self._gap = {"conn_id": self._counters.conn_id, "start_ns": self._last_in_ns,
+                                 "last_seq": self._last_in_seq, "code": code}
                     log.warning("websocket closed (code %s); reconnecting", code)
                     if code == 1000 and not was_auth:
                         self._session.auth_lost("websocket closed 1000 before authentication")
@@ -241,6 +255,7 @@ class Multiplexer:
             by_topic[topic_of(data)] += 1
             counters.seq += 1
             await put(Frame(ts, conn_id, counters.seq, IN, data))
+            self._last_in_ns, self._last_in_seq = ts, counters.seq
             signal = signal_of(data)
             if signal is None:
                 continue
@@ -302,6 +317,17 @@ class Multiplexer:
                 pass
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def _end_gap(self, next_conn_id: int | None) -> None:
+        """Record the gap a lost connection left: from the last frame received on it
+        (``start_ns``, ``last_seq``) to the next connection (``end_ns``, ``next_conn_id``), or
+        to the stop (``next_conn_id`` null). Frames the gateway sent in it were not received."""
+        gap, self._gap = self._gap, None
+        if gap is None:
+            return
+        end = time.time_ns()
+        self._emit("gap", None, {**gap, "end_ns": end, "next_conn_id": next_conn_id,
+                                 "seconds": round((end - gap["start_ns"]) / 1e9, 3)})
 
     async def _execute(self, ws: ClientConnection, actions: Iterable[Action]) -> None:
         for action in actions:
