@@ -282,9 +282,16 @@ class StorageOptions:
     batch_max: int = 20_000  # frames taken off the queue per write
     retry_min_seconds: float = 0.1
     retry_max_seconds: float = 5.0
+    # Until the folder holds a published file, rotate this often, so that
+    # read_parquet('DIR/**/*.parquet') works seconds after the first frame, not minutes.
+    first_rotate_seconds: float = 5.0
 
 
 _STOP: Final = object()
+
+
+def _has_published_file(root: Path) -> bool:
+    return next(root.glob("*/date=*/*.parquet"), None) is not None
 
 
 class Storage:
@@ -353,8 +360,15 @@ class Storage:
     async def _loop(self) -> None:
         opts = self.options
         flush_every = opts.flush_seconds / 2  # a frame waits at most this plus a batch
+        published = await asyncio.to_thread(_has_published_file, opts.dir)
+
+        def rotate_every() -> float:
+            if published:
+                return opts.rotate_seconds
+            return min(opts.rotate_seconds, opts.first_rotate_seconds)
+
         now = self._clock()
-        next_flush, next_rotate = now + flush_every, now + opts.rotate_seconds
+        next_flush, next_rotate = now + flush_every, now + rotate_every()
         stopping = False
         while not stopping:
             batch, stopping = await self._take(max(0.0, min(next_flush, next_rotate)
@@ -368,7 +382,8 @@ class Storage:
                 next_flush = self._clock() + flush_every
             if now >= next_rotate and not stopping:
                 await self._retry("rotation", self._pipeline.rotate)
-                next_rotate = self._clock() + opts.rotate_seconds
+                published = published or self._pipeline.stats().files_published > 0
+                next_rotate = self._clock() + rotate_every()
         await self._retry("closing", self._pipeline.close, give_up=True)
 
     async def _take(self, wait_seconds: float) -> tuple[list[Frame], bool]:

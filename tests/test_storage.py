@@ -229,3 +229,30 @@ def test_full_disk_is_reported_retried_and_loses_nothing(tmp_path: Path) -> None
     assert error is not None and "No space left on device" in error
     assert failures < 40  # it backs off instead of spinning
     assert raw_rows(tmp_path) == expected_raw(frames)
+
+
+def test_first_file_is_published_early_then_rotation_slows(tmp_path: Path) -> None:
+    """SPEC §7: read_parquet('DIR/**/*.parquet') must work while recording, so the first
+    segment is published after first_rotate_seconds, not after rotate_seconds."""
+    frames = real_frames(200)
+
+    def published() -> int:
+        return len(list(tmp_path.glob("*/date=*/*.parquet")))
+
+    async def main() -> None:
+        storage = Storage(StorageOptions(tmp_path, TZ, rotate_seconds=300.0, flush_seconds=0.05,
+                                         first_rotate_seconds=0.2), Redactor())
+        task = asyncio.create_task(storage.run())
+        for frame in frames[:100]:
+            await storage.put(frame)
+        await until(lambda: published() > 0, 5.0)
+        first = published()
+        for frame in frames[100:]:
+            await storage.put(frame)
+        await asyncio.sleep(0.8)  # four first_rotate periods: no more early rotations
+        assert published() == first
+        await storage.close()
+        await task
+
+    asyncio.run(main())
+    assert raw_rows(tmp_path) == expected_raw(frames)
