@@ -38,3 +38,19 @@ def test_quickstart_has_exactly_the_two_commands() -> None:
 
 def test_cookbook_has_queries() -> None:
     assert len(cookbook_queries()) >= 5
+
+
+def test_cookbook_queries_run_on_a_recording(tmp_path: Path) -> None:
+    from storage_frames import real_frames
+
+    import recorder
+    from recorder.storage import Pipeline
+
+    pipe = Pipeline(tmp_path, timezone="America/New_York")
+    pipe.write(real_frames(500))
+    pipe.close()
+    con = recorder.open(tmp_path)
+    for query in cookbook_queries():
+        con.sql(query).fetchall()  # raises on any error in the README's SQL
+    [(quotes,)] = con.sql("SELECT count(*) FROM quotes").fetchall()
+    assert quotes > 0
