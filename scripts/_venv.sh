@@ -18,7 +18,12 @@ spec="."
 stamp=".venv/.installed-${extras:-base}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "installing ibkr-recorder${extras:+ with $extras extras} into .venv" >&2
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$spec"
+    if ! .venv/bin/python -m pip install --disable-pip-version-check -e "$spec" \
+            > .venv/install.log 2>&1; then
+        tail -n 40 .venv/install.log >&2
+        echo "install failed; the whole log is .venv/install.log" >&2
+        exit 1
+    fi
     touch "$stamp"
 fi
 export PATH="$root/.venv/bin:$PATH"
