@@ -61,7 +61,9 @@ def seconds_until(until: dt.time, timezone: str, now_wall: float) -> float:
     target = now.replace(hour=until.hour, minute=until.minute, second=0, microsecond=0)
     if target <= now:
         target += dt.timedelta(days=1)
-    return (target - now).total_seconds()
+    # Epoch seconds, not target - now: Python subtracts two datetimes that share a tzinfo as
+    # wall times, which is an hour off across a DST change.
+    return target.timestamp() - now_wall
 
 
 def _topic_counts(mux: Multiplexer) -> dict[str, int]:
