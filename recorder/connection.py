@@ -109,6 +109,7 @@ class Multiplexer:
         self._gap: dict[str, Any] | None = None
         self._last_in_ns = 0
         self._last_in_seq = 0
+        self._putting = False
         self.authenticated = False
         self.connects = 0
         self.reconnects = 0
@@ -193,7 +194,7 @@ class Multiplexer:
                 "local": f"{local[0]}:{local[1]}" if local else None,
             })
             self._end_gap(self._counters.conn_id)
-            self._last_in_ns, self._last_in_seq = time.time_ns(), 0
+            self._last_in_ns, self._last_in_seq, self._putting = time.time_ns(), 0, False
             log.info("websocket connected (connection %d)", self._counters.conn_id)
             ever_authenticated = False
             self._last_frame = self._clock()
@@ -254,7 +255,9 @@ class Multiplexer:
             self.frames_in += 1
             by_topic[topic_of(data)] += 1
             counters.seq += 1
+            self._putting = True  # blocked here is backpressure, not a silent socket
             await put(Frame(ts, conn_id, counters.seq, IN, data))
+            self._putting = False
             self._last_in_ns, self._last_in_seq = ts, counters.seq
             signal = signal_of(data)
             if signal is None:
@@ -291,6 +294,8 @@ class Multiplexer:
         keepalive = KeepAlive(self._config, self._clock())
         while True:
             now = self._clock()
+            if self._putting:  # frames are waiting for storage: the socket is not silent
+                self._last_frame = now
             keepalive.on_frame(self._last_frame)
             for due in keepalive.poll(now):
                 if due is Due.TIC:
