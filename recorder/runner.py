@@ -41,6 +41,8 @@ from recorder.subscriptions import SubscriptionBook
 
 log = logging.getLogger(__name__)
 
+STORAGE_STUCK_SECONDS = 5.0  # at stop: storage failing and journaling nothing this long
+
 
 @dataclass
 class RunSummary:
@@ -176,10 +178,7 @@ class Recorder:
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pump
-            while self._pending:
-                await storage.put(self._pending.popleft())
-            await storage.close()
-            await writer
+            await self._finish_storage(storage, writer)
         summary.seconds = self._clock() - started
         summary.frames_in = mux.frames_in
         summary.frames_by_topic = _topic_counts(mux)
@@ -187,6 +186,39 @@ class Recorder:
         summary.reconnects = mux.reconnects
         summary.storage = storage.stats
         return summary
+
+    async def _finish_storage(self, storage: Storage, writer: asyncio.Task[None]) -> None:
+        """Drain, flush and publish; but if storage keeps failing (a full disk) and journals
+        nothing for ``STORAGE_STUCK_SECONDS``, stop without it instead of hanging: the journal
+        keeps what it has for ``recorder recover``."""
+
+        async def finish() -> None:
+            while self._pending:
+                await storage.put(self._pending.popleft())
+            await storage.close()
+            await writer
+
+        task = asyncio.ensure_future(finish())
+        journaled, since = -1, self._clock()
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=0.5)
+            if done:
+                task.result()
+                return
+            stats = storage.stats
+            if stats.frames != journaled:
+                journaled, since = stats.frames, self._clock()
+            elif stats.last_error and self._clock() - since >= STORAGE_STUCK_SECONDS:
+                log.error(
+                    "storage is failing (%s) and wrote nothing for %.0f s: stopping without "
+                    "it; %d queued frames were not journaled. Once the disk is fixed, run "
+                    "`recorder recover %s` to publish what the journal holds",
+                    stats.last_error, STORAGE_STUCK_SECONDS,
+                    storage.queue_depth + len(self._pending), self.config.output.dir)
+                task.cancel()
+                writer.cancel()
+                await asyncio.gather(task, writer, return_exceptions=True)
+                return
 
     async def _wait_for_stop(self, stop: asyncio.Event, started: float) -> str:
         limits: list[tuple[float, str]] = []
