@@ -1,0 +1,317 @@
+"""Process faults (issue 6): kill -9 at random moments, SIGTERM, a full disk.
+
+The recorder runs as ``python -m recorder record`` in a child process against the simulated
+gateway, which runs in this test's event loop and says exactly what it sent and when.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from recorder.faultmatrix import compare, read_tables
+from recorder.sim import SimGateway, SimOptions
+from tests.faults_support import (
+    Child,
+    MountRefused,
+    RawRow,
+    config_text,
+    count_all,
+    raw_rows,
+    run_cli,
+    small_tmpfs,
+    spawn_record,
+)
+from tests.recording import timeout
+
+FLUSH = 0.2
+KILL_DIRS = 4
+KILLS_PER_DIR = 5
+
+
+@dataclass(frozen=True)
+class Run:
+    started_ns: int
+    killed_ns: int
+
+
+def _sim_conns_of(gw: SimGateway, run: Run) -> list[int]:
+    first: dict[int, int] = {}
+    for f in gw.sent:
+        first.setdefault(f.conn_id, f.ts_ns)
+    return sorted(c for c, t in first.items() if run.started_ns <= t <= run.killed_ns)
+
+
+def _check_run(gw: SimGateway, rows: list[RawRow], run: Run) -> int:
+    """Frames of one killed run: each once, in order, and all but the last FLUSH seconds."""
+    mine = [r for r in rows if run.started_ns <= r.recv_ts <= run.killed_ns]
+    keys = [(r.conn_id, r.seq) for r in mine]
+    assert len(keys) == len(set(keys)), "a frame was published twice"
+    got = [r.payload for r in sorted(mine, key=lambda r: r.seq) if r.direction == "in"]
+    secret = gw.session_id.encode()
+    conns = _sim_conns_of(gw, run)
+    sent = [f for c in conns for f in gw.sent if f.conn_id == c]
+    want = [f.payload.replace(secret, b"<redacted>") for f in sent]
+    assert got == want[: len(got)], "recorded frames are not the sent ones, in order, once"
+    durable = sum(1 for f in sent if f.ts_ns <= run.killed_ns - FLUSH * 1e9)
+    assert len(got) >= durable, (
+        f"kill -9 lost {durable - len(got)} frames sent more than {FLUSH} s before it")
+    return len(got)
+
+
+def test_twenty_kill_9_lose_at_most_flush_seconds_and_publish_once(tmp_path: Path) -> None:
+    rng = random.Random(6_2026)
+
+    async def main() -> None:
+        async with SimGateway(SimOptions(seed=9, hb_interval=0.5, update_interval=0.05)) as gw:
+            gw.set_rate(300.0)
+            config = tmp_path / "day.toml"
+            config.write_text(config_text(gw, flush_seconds=FLUSH, rotate_seconds=0.5))
+            loop = asyncio.get_running_loop()
+            kills, recorded, queries = 0, [], 0
+            for d in range(KILL_DIRS):
+                out = tmp_path / f"run{d}"
+                runs = []
+                for k in range(KILLS_PER_DIR):
+                    started = time.time_ns()
+                    child = await spawn_record(config, out, tmp_path / f"log{d}-{k}.txt")
+                    deadline = loop.time() + rng.uniform(0.2, 2.2)
+                    while loop.time() < deadline:  # a reader never meets a half-written file
+                        if list(out.glob("*/date=*/*.parquet")):
+                            await asyncio.to_thread(count_all, out)
+                            queries += 1
+                        await asyncio.sleep(0.05)
+                    killed = time.time_ns()
+                    await child.kill()
+                    assert child.proc.returncode == -signal.SIGKILL, child.text()
+                    runs.append(Run(started, killed))
+                    kills += 1
+                result = await asyncio.to_thread(run_cli, "recover", str(out))
+                assert result.returncode == 0, result.stderr
+                assert not list(out.rglob("*.partial")) and not list(out.rglob("*.jnl"))
+                rows = raw_rows(out)
+                recorded += [_check_run(gw, rows, run) for run in runs]
+            gw.set_rate(0)
+        assert kills == 20
+        assert queries > 20
+        assert sum(1 for n in recorded if n > 100) >= 8, (
+            f"too few kills landed mid-stream: {recorded}")
+
+    asyncio.run(main())
+
+
+async def _streaming(gw: SimGateway) -> None:
+    await gw.wait_for(lambda: {"smd+265598", "sor", "spl"} <= gw.subscriptions(), timeout(20))
+
+
+async def _term(child: Child, within: float = 5.0) -> float:
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    child.proc.send_signal(signal.SIGTERM)
+    code = await child.wait(15)
+    assert code == 0, child.text()
+    elapsed = loop.time() - t0
+    assert elapsed < timeout(within), elapsed
+    return elapsed
+
+
+def test_sigterm_under_load_publishes_everything_received(tmp_path: Path) -> None:
+    out = tmp_path / "data"
+
+    async def main() -> None:
+        async with SimGateway(SimOptions(seed=3, hb_interval=0.5, update_interval=0.05)) as gw:
+            config = tmp_path / "day.toml"
+            config.write_text(config_text(gw, flush_seconds=5.0))  # only a clean stop saves it
+            child = await spawn_record(config, out, tmp_path / "log.txt")
+            try:
+                await _streaming(gw)
+                gw.set_rate(3000.0)
+                await asyncio.sleep(1.5)
+                await _term(child)
+            finally:
+                await child.kill()
+            stop_ns = min(r.ts_ns for r in gw.received if r.payload.startswith(b"umd+"))
+            sent, peers, sid = list(gw.sent), dict(gw.peers), gw.session_id
+        row = compare("sigterm", sent, peers, sid, read_tables(out))
+        assert row.unexpected == 0 and not row.problems, row
+        late = sum(1 for f in sent if f.ts_ns >= stop_ns)
+        assert row.missing <= late, "only frames sent after the recorder began to stop may miss"
+        assert row.recorded > 3000
+        assert not list(out.rglob("*.partial")) and not list(out.rglob("*.jnl"))
+
+    asyncio.run(main())
+
+
+def test_sigterm_while_the_gateway_is_down_exits_0_and_closes_the_gap(tmp_path: Path) -> None:
+    out = tmp_path / "data"
+
+    async def main() -> None:
+        async with SimGateway(SimOptions(seed=4, hb_interval=0.5, update_interval=0.1)) as gw:
+            config = tmp_path / "day.toml"
+            config.write_text(config_text(gw))
+            child = await spawn_record(config, out, tmp_path / "log.txt")
+            try:
+                await _streaming(gw)
+                gw.expire_session()  # sockets closed 1000, new ones too: the recorder waits
+                await asyncio.sleep(1.5)
+                assert child.proc.returncode is None, "a lost session never ends the recorder"
+                await _term(child)
+            finally:
+                await child.kill()
+            sent, peers, sid = list(gw.sent), dict(gw.peers), gw.session_id
+        tables = read_tables(out)
+        row = compare("sigterm-down", sent, peers, sid, tables)
+        assert row.ok, row
+        assert any(g.next_conn_id is None for g in tables.gaps.values()), (
+            "the gap open at the stop ends with the run")
+
+    asyncio.run(main())
+
+
+# -- a full disk --------------------------------------------------------------------------------
+
+
+def _fill(disk: Path, leave: int) -> Path:
+    """Fill ``disk`` with a ballast file, leaving about ``leave`` bytes free."""
+    import os
+
+    ballast = disk / "ballast"
+    stat = os.statvfs(disk)
+    free = stat.f_bavail * stat.f_frsize
+    with open(ballast, "wb") as f:
+        f.write(b"\0" * max(0, free - leave))
+    return ballast
+
+
+async def _until_log(child: Child, text: str, within: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout(within)
+    while text not in child.text():
+        assert loop.time() < deadline, f"never logged {text!r}:\n{child.text()}"
+        assert child.proc.returncode is None, f"the recorder exited:\n{child.text()}"
+        await asyncio.sleep(0.05)
+
+
+def _published_readable(out: Path) -> None:
+    assert not [p for p in out.rglob("*.parquet") if p.stat().st_size == 0]
+    count_all(out)  # every published file opens: none is half-written
+
+
+@pytest.mark.parametrize("space_returns", [True, False], ids=["space-returns", "stays-full"])
+def test_full_disk(tmp_path: Path, space_returns: bool) -> None:
+    disk = tmp_path / "disk"
+    try:
+        mounted = small_tmpfs(disk, "8m")
+        mounted.__enter__()
+    except MountRefused as exc:
+        pytest.skip(f"cannot mount a small tmpfs for the full-disk test: {exc}")
+    out = disk / "data"
+
+    async def main() -> None:
+        async with SimGateway(SimOptions(seed=5, hb_interval=0.5, update_interval=0.1)) as gw:
+            config = tmp_path / "day.toml"
+            config.write_text(config_text(gw, rotate_seconds=1.0))
+            child = await spawn_record(config, out, tmp_path / "log.txt")
+            try:
+                await _streaming(gw)
+                await asyncio.sleep(1.2)  # a rotation has published files
+                ballast = _fill(disk, 64 * 1024)
+                gw.set_rate(1000.0)
+                await _until_log(child, "No space left on device", 10)
+                _published_readable(out)
+                if space_returns:
+                    ballast.unlink()
+                    await _until_log(child, "storage recovered", 15)
+                    gw.set_rate(0)
+                    await asyncio.sleep(0.5)
+                    gw.stall(600.0)
+                    await asyncio.sleep(0.3)
+                    await _term(child)
+                else:
+                    await asyncio.sleep(1.0)
+                    gw.set_rate(0)
+                    child.proc.send_signal(signal.SIGTERM)
+                    code = await child.wait(30)
+                    assert code == 0, child.text()
+                    assert "recorder recover" in child.text(), "the message names the remedy"
+                    ballast.unlink()
+            finally:
+                await child.kill()
+            sent, peers, sid = list(gw.sent), dict(gw.peers), gw.session_id
+        log = child.text()
+        assert "Traceback" not in log, log
+        _published_readable(out)
+        if space_returns:
+            assert not list(out.rglob("*.partial"))
+            row = compare("full-disk", sent, peers, sid, read_tables(out))
+            assert row.ok, (row, log)
+        else:
+            result = await asyncio.to_thread(run_cli, "recover", str(out))
+            assert result.returncode == 0, result.stderr
+            _published_readable(out)
+            row = compare("full-disk-stop", sent, peers, sid, read_tables(out))
+            assert row.unexpected == 0 and row.recorded > 50, (row, log)
+
+    try:
+        asyncio.run(main())
+    finally:
+        mounted.__exit__(None, None, None)
+
+
+def test_a_disk_full_for_longer_than_the_heartbeat_timeout_costs_no_frame(
+        tmp_path: Path) -> None:
+    """While storage cannot write, the reader waits (backpressure) and the socket's buffers
+    fill; the dead-socket watchdog must not take that wait for a silent socket."""
+    from recorder.runner import Recorder
+    from tests.faults_support import record_in_process
+    from tests.recording import make_config
+
+    disk = tmp_path / "disk"
+    try:
+        mounted = small_tmpfs(disk, "8m")
+        mounted.__enter__()
+    except MountRefused as exc:
+        pytest.skip(f"cannot mount a small tmpfs for the full-disk test: {exc}")
+    out = disk / "data"
+
+    async def main() -> None:
+        async with SimGateway(SimOptions(seed=6, hb_interval=0.5, update_interval=0.1)) as gw:
+            # tic_seconds above the timeout, as in the defaults (30 > 25): a tic sent into the
+            # full queue would otherwise block the watchdog's own task and hide the bug
+            config = make_config(gw, out, smd=("265598",), orders=True, pnl=True,
+                                 rotate_seconds=1.0, tic_seconds=10.0)
+
+            async def scenario(rec: Recorder) -> None:
+                await _streaming(gw)
+                await asyncio.sleep(1.2)
+                ballast = _fill(disk, 64 * 1024)
+                gw.set_rate(500.0)
+                await asyncio.sleep(4.0)  # twice heartbeat_timeout_seconds, disk full
+                assert rec._storage is not None and rec._storage.stats.last_error
+                assert "No space left on device" in rec._storage.stats.last_error
+                _published_readable(out)
+                ballast.unlink()
+                gw.set_rate(0)
+                before = gw.stats.frames_sent
+                await gw.wait_for(lambda: gw.stats.frames_sent > before + 10, timeout(10))
+                gw.stall(600.0)
+                await asyncio.sleep(0.5)
+
+            await record_in_process(config, scenario, queue_max=200)
+            sent, peers, sid = list(gw.sent), dict(gw.peers), gw.session_id
+        tables = read_tables(out)
+        row = compare("full-disk-in-process", sent, peers, sid, tables)
+        assert "heartbeat_timeout" not in tables.kinds()
+        assert row.ok and row.gaps == 0, row
+        assert row.recorded > 1000
+
+    try:
+        asyncio.run(main())
+    finally:
+        mounted.__exit__(None, None, None)
