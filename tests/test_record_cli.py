@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -126,3 +127,28 @@ def test_duration_stops_on_time_with_exit_0(tmp_path: Path) -> None:
         f"SELECT count(*) FROM read_parquet('{tmp_path}/data/market_data/**/*.parquet')"
     ).fetchall()
     assert rows > 0
+
+
+def test_dead_gateway_is_waited_for_not_fatal(tmp_path: Path) -> None:
+    """Nothing listens on the port: the recorder retries with backoff, notes each failure,
+    and still stops on time with exit 0."""
+    import socket
+
+    with socket.socket() as probe:  # a free loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = tmp_path / "data"
+    proc = subprocess.run(
+        [sys.executable, "-m", "recorder", "record", "--gateway", f"https://127.0.0.1:{port}",
+         "--out", str(out), "--smd", "265598", "--duration", "3s", "--quiet"],
+        capture_output=True, text=True, timeout=timeout(30),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    rows = duckdb.sql(
+        f"SELECT kind, detail FROM read_parquet('{out}/events/**/*.parquet') ORDER BY seq"
+    ).fetchall()
+    failures = [detail for kind, detail in rows if kind == "rest_error"]
+    assert len(failures) >= 2, rows  # retried, not given up
+    assert all("/tickle" in d for d in failures)
+    assert [k for k, _ in rows][-1] == "stop"
