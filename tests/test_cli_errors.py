@@ -106,8 +106,8 @@ BAD_ARGS = {
     "gateway url": (["record", "--gateway", "ftp://127.0.0.1"], "gateway"),
     "unknown option": (["record", "--bogus"], "--bogus"),
     # a folder that is not there is a usage error the commands report themselves (exit 1)
-    "query no folder": (["query", "/nonexistent/recorder-data", "SELECT 1"], "no such folder"),
-    "recover no folder": (["recover", "/nonexistent/recorder-data"], "no such folder"),
+    "query no folder": (["query", "/nonexistent/recorder-data", "SELECT 1"], "recorder-data"),
+    "recover no folder": (["recover", "/nonexistent/recorder-data"], "recorder-data"),
     "compact no date": (["compact", "/tmp"], "--date"),
     "unknown command": (["recrod"], "recrod"),
 }
@@ -119,7 +119,7 @@ def test_cli_argument_error_exits_2_with_a_message(tmp_path: Path, case: str) ->
     if args[0] == "record":
         args = [*args, "--out", str(tmp_path / "data")]
     result = CliRunner().invoke(cli, args)
-    expected = 1 if "no such folder" in named else 2
+    expected = 1 if named == "recorder-data" else 2
     assert result.exit_code == expected, (result.exit_code, result.output)
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert named.lower() in result.output.lower(), result.output
@@ -132,7 +132,7 @@ def test_cli_argument_error_exits_2_with_a_message(tmp_path: Path, case: str) ->
 real_topics = st.sampled_from([b"smd+265598", b"sor", b"spl", b"sts", b"smh+265598", b"tic",
                                b"sbd+DU1234567+265598", b"str", b"act", b"blt", b"ntf"])
 json_like = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=10)),
+    st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**63 - 1), st.text(max_size=10)),
     lambda inner: st.one_of(st.lists(inner, max_size=3),
                             st.dictionaries(st.text(max_size=6), inner, max_size=3)),
     max_leaves=8)
