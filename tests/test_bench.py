@@ -1,0 +1,77 @@
+"""scripts/bench --quick: runs, prints one JSON object with every SPEC §9 key, sanely typed.
+
+The figures are not asserted (they belong to the machine); their presence and types are, so
+the benchmark cannot rot unnoticed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from recorder.benchmark.readme import BEGIN, END, write_readme
+from recorder.benchmark.report import fit_slope
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC_KEYS = {
+    "offline_frames_per_s": int,
+    "offline_vs_parse": float,
+    "e2e_vs_bare": float,
+    "cpu_pct_at_2k": float,
+    "rss_mb_1h_equiv": float,
+    "bytes_per_frame": float,
+}
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    work = tmp_path_factory.mktemp("bench")
+    done = subprocess.run(
+        [sys.executable, "-m", "recorder.benchmark", "--quick", "--workdir", str(work)],
+        cwd=ROOT, capture_output=True, text=True, timeout=90, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+@pytest.mark.timeout(120)
+def test_quick_prints_every_spec_key(quick: dict) -> None:
+    for key, kind in SPEC_KEYS.items():
+        assert isinstance(quick[key], int | float), key
+        if kind is int:
+            assert isinstance(quick[key], int), key
+        assert quick[key] >= 0, key
+    assert list(quick)[: len(SPEC_KEYS)] == list(SPEC_KEYS)
+
+
+@pytest.mark.timeout(120)
+def test_quick_extras_explain_the_figures(quick: dict) -> None:
+    for key in ("parse_ns_per_frame", "pipeline_ns_per_frame", "e2e_frames_per_s",
+                "bare_frames_per_s", "frames_sent"):
+        assert quick[key] > 0, key
+    assert isinstance(quick["frames_lost"], int)
+    assert isinstance(quick["frames_out_of_order"], int)
+    assert isinstance(quick["rss_flat"], bool)
+    assert quick["rss_method"] and quick["e2e_method"] and quick["offline_method"]
+    assert quick["machine"]["cores"] >= 1 and quick["machine"]["python"]
+    assert set(quick["verdicts"]) >= set(SPEC_KEYS) - {"bytes_per_frame"}
+    assert quick["quick"] is True
+
+
+def test_readme_section_replaces_only_between_markers(tmp_path: Path, quick: dict) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\nbefore\n{BEGIN}\nold\n{END}\nafter\n")
+    write_readme(readme, quick)
+    text = readme.read_text()
+    assert text.startswith("# title\n\nbefore\n" + BEGIN + "\n")
+    assert text.endswith(END + "\nafter\n")
+    assert "old" not in text and "| `offline_vs_parse` |" in text
+
+
+def test_slope_is_least_squares() -> None:
+    assert fit_slope([(0, 1), (1, 3), (2, 5)]) == pytest.approx(2.0)
+    assert fit_slope([(1, 7)]) == 0.0
