@@ -90,6 +90,8 @@ def run_receiver(kind: str, rate: float, warmup: float, window: float, workdir: 
                     child_samples.append(line)
             receiver.send("stop")
             done = receiver.wait_for(lambda line: bool(line.get("done")), 120)
+            # what the simulator sent in all (a stop sends unsubscribes, which may be answered)
+            sent = int(sim.ask("stats", "frames_sent")["frames_sent"])
         finally:
             receiver.close()
     finally:
