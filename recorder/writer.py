@@ -33,6 +33,19 @@ PARTIAL: Final = ".partial"
 COMPRESSION: Final = "zstd"
 
 
+def encoding_options(schema: pa.Schema) -> dict[str, list[str]]:
+    """Dictionary-encode string columns only, and keep no statistics of binary columns.
+
+    Numbers and timestamps are nearly all distinct, so a dictionary page is wasted work that
+    pyarrow then falls back from; ``raw.payload`` statistics are two long byte strings per row
+    group that no query filters on. Measured on the benchmark's mix: less write time, smaller
+    files; the rows and schema are the same."""
+    strings = [f.name for f in schema if pa.types.is_string(f.type)]
+    stats = [f.name for f in schema if not pa.types.is_binary(f.type)
+             and not pa.types.is_large_binary(f.type)]
+    return {"use_dictionary": strings, "write_statistics": stats}
+
+
 class SchemaMismatch(ValueError):
     """Rows whose schema is not the file's. The message shows both."""
 
@@ -122,7 +135,8 @@ class PartialFile:
             meta = self._metadata if self._metadata is not None else file_metadata()
             self._file = self._opener(self.partial_path, "wb")
             self._writer = pq.ParquetWriter(
-                self._file, self.schema.with_metadata(meta), compression=COMPRESSION
+                self._file, self.schema.with_metadata(meta), compression=COMPRESSION,
+                **encoding_options(self.schema),
             )
         self._writer.write_table(rows, row_group_size=rows.num_rows)
         self.rows += rows.num_rows
