@@ -24,11 +24,13 @@ Rules (what lands where):
 - Rows keep input order within each table.
 
 Speed: rows are tuples in schema column order, collected per table and turned into Arrow
-columns once per batch; dispatch is one dict lookup on the topic's prefix.
+once per batch (one struct-array conversion per table); dispatch is one dict lookup on the
+topic's prefix.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -203,10 +205,25 @@ def normalize(frames: Sequence[Frame]) -> dict[str, pa.Table]:
 
 
 def to_table(table: str, rows: Sequence[Row]) -> pa.Table:
-    """Rows (tuples in schema column order) as an Arrow table of exactly ``arrow_schema(table)``."""
+    """Rows (tuples in schema column order) as an Arrow table of exactly ``arrow_schema(table)``.
+
+    Rows become one struct array in a single C-level conversion, which for these wide, mostly
+    null rows is twice as fast as transposing them in Python and converting column by column;
+    ``raw``, whose long binary payloads convert faster as a column, is transposed."""
     schema = arrow_schema(table)
+    if table != "raw" and rows:
+        try:
+            struct = pa.array(rows, type=_struct_type(table))
+        except pa.ArrowInvalid as exc:  # a row of the wrong width (a ValueError, as below)
+            raise ValueError(f"{table}: {exc}") from None
+        return pa.Table.from_struct_array(struct).replace_schema_metadata(schema.metadata)
     columns = list(zip(*rows, strict=True)) if rows else [()] * len(schema)
     if len(columns) != len(schema):
         raise ValueError(f"{table}: rows have {len(columns)} values, schema {len(schema)}")
     arrays = [pa.array(col, type=field.type) for col, field in zip(columns, schema, strict=True)]
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+@functools.cache
+def _struct_type(table: str) -> pa.StructType:
+    return pa.struct(arrow_schema(table))
