@@ -23,21 +23,34 @@ Rules (what lands where):
   payload decoded leniently (``errors="replace"``: real gateways send byte 0x99) and parsed again.
 - Rows keep input order within each table.
 
-Speed: rows are tuples in schema column order, collected per table and turned into Arrow
-once per batch (one struct-array conversion per table); dispatch is one dict lookup on the
-topic's prefix.
+Speed: smd frames, most of any recording, take a fast path when a batch has at least
+:data:`FAST_PATH_MIN` of them: :mod:`recorder.normalize.smd_batch` parses them together with
+Arrow's JSON reader and converts whole columns, off the GIL, declining any frame it cannot prove
+it reads exactly as the per-frame handler would; declined frames and every other topic go frame
+by frame. There, rows are tuples in schema column order, collected per table and turned into
+Arrow once per batch (one struct-array conversion per table); dispatch is one dict lookup on the
+topic's prefix. ``raw`` is built column by column from the frames themselves.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Sequence
 from typing import Any, Final
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from recorder.frames import EVENT, IN, OUT, Frame
+from recorder.normalize.smd_batch import (
+    MARK,
+    SmdBatch,
+    all_candidates,
+    is_candidate,
+    normalize_smd,
+)
 from recorder.normalize.topics import TOPIC_HANDLERS, NormalizeError, Row, malformed_detail
 from recorder.schema import TABLES, arrow_schema
 
@@ -49,6 +62,7 @@ Rows = dict[str, list[Row]]
 EVENT_KINDS: Final[frozenset[str]] = frozenset({"system", "sts", "act", "blt", "ntf", "tic"})
 """Unsolicited topics that become an ``events`` row of the same kind."""
 
+log = logging.getLogger(__name__)
 _dumps = orjson.dumps
 _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
@@ -167,41 +181,127 @@ def normalize_frame(frame: Frame) -> Rows:
     raise NormalizeError(f"unknown direction {direction!r}")
 
 
-def normalize(frames: Sequence[Frame]) -> dict[str, pa.Table]:
+def normalize(frames: Sequence[Frame], *, fast_path: bool = True) -> dict[str, pa.Table]:
     """Normalize a batch: one Arrow table per non-empty output table, rows in input order.
 
     Never raises for any payload: unreadable frames become ``events`` rows of kind
-    ``malformed`` (and ``in``/``out`` frames keep their ``raw`` row).
+    ``malformed`` (and ``in``/``out`` frames keep their ``raw`` row). ``fast_path=False``
+    normalizes every frame one by one (the same rows, slower; for tests and comparisons).
     """
+    n = len(frames)
+    topics: list[str | None] = [None] * n  # raw.topic of each frame
+    fast = _smd_fast_path(frames) if fast_path else None
+    rest: Sequence[int] = range(n)
+    if fast is not None:
+        rest = [i for i, ok in enumerate(fast.taken) if not ok]
+        for i, topic in zip(fast.positions, fast.topics, strict=True):
+            topics[i] = topic
     out: dict[str, list[Row]] = {name: [] for name in TABLES}
-    raw_rows = out["raw"]
     events = out["events"]
+    market_at: list[int] = []  # frame position of each per-frame market_data row
+    not_raw = False  # an event (or unknown direction) frame: no raw row
     loads = _loads
-    for frame in frames:
+    for i in rest:
+        frame = frames[i]
         direction = frame.direction
         if direction == IN:
-            topic: str | None = None
             try:
                 try:
                     obj = loads(frame.payload)
                 except _JSONDecodeError:
                     obj = parse_payload(frame.payload)
-                topic, table, rows = _in_rows(obj, frame)
+                topics[i], table, rows = _in_rows(obj, frame)
                 out[table].extend(rows)
+                if table == "market_data":
+                    market_at.append(i)
             except NormalizeError as exc:
                 events.append(_malformed_row(frame, str(exc)))
             except Exception as exc:  # a bug must not stop recording; the raw row still lands
                 events.append(_malformed_row(frame, f"internal error: {exc!r}"))
-            raw_rows.append((frame.recv_ts_ns, frame.conn_id, frame.seq, IN, topic, frame.payload))
+        elif direction == OUT:
+            topics[i] = out_topic(frame.payload)
         else:
+            not_raw = True
             try:
-                for table, rows in normalize_frame(frame).items():
-                    out[table].extend(rows)
+                if direction != EVENT:
+                    raise NormalizeError(f"unknown direction {direction!r}")
+                events.append(_event_row(frame))
             except NormalizeError as exc:
                 events.append(_malformed_row(frame, str(exc)))
             except Exception as exc:  # pragma: no cover - safety net, as above
                 events.append(_malformed_row(frame, f"internal error: {exc!r}"))
-    return {name: to_table(name, rows) for name, rows in out.items() if rows}
+    tables = {name: to_table(name, rows) for name, rows in out.items()
+              if rows and name not in ("market_data", "raw")}
+    market = _market_table(out["market_data"], market_at, fast)
+    if market is not None:
+        tables["market_data"] = market
+    raw = _raw_table(frames, topics, not_raw)
+    if raw.num_rows:
+        tables["raw"] = raw
+    return {name: tables[name] for name in TABLES if name in tables}
+
+
+FAST_PATH_MIN: Final = 16
+"""Fewer smd frames than this in a batch go frame by frame (the batch parse's fixed cost)."""
+
+
+def _smd_fast_path(frames: Sequence[Frame]) -> SmdBatch | None:
+    """The fast path's result for this batch's smd frames, or None when it is not worth it.
+
+    ``taken`` and ``positions`` of the result are positions in ``frames``."""
+    # rfind: real smd deltas end with their topic, so the search stops early
+    positions = [i for i, f in enumerate(frames)
+                 if f.direction == IN and f.payload.rfind(MARK) >= 0]
+    if len(positions) < FAST_PATH_MIN:
+        return None
+    payloads = [frames[i].payload for i in positions]
+    if not all_candidates(payloads):
+        positions = [i for i, p in zip(positions, payloads, strict=True) if is_candidate(p)]
+        if len(positions) < FAST_PATH_MIN:
+            return None
+        payloads = [frames[i].payload for i in positions]
+    try:
+        batch = normalize_smd(payloads, [frames[i].recv_ts_ns for i in positions],
+                              [frames[i].seq for i in positions])
+    except Exception:  # never let the fast path cost a frame: the slow path takes them all
+        log.exception("smd fast path failed; normalizing this batch frame by frame")
+        return None
+    taken = [False] * len(frames)
+    kept = []
+    for i, ok in zip(positions, batch.taken, strict=True):
+        if ok:
+            taken[i] = True
+            kept.append(i)
+    batch.taken = taken
+    batch.positions = kept
+    return batch
+
+
+def _market_table(rows: list[Row], at: list[int], fast: SmdBatch | None) -> pa.Table | None:
+    """market_data in input order from the fast path's table and the per-frame rows."""
+    if fast is None or not fast.positions:
+        return to_table("market_data", rows) if rows else None
+    if not rows:
+        return fast.table
+    combined = pa.concat_tables([fast.table, to_table("market_data", rows)])
+    order = pc.sort_indices(pa.array(fast.positions + at, pa.int64()))
+    return combined.take(order)
+
+
+def _raw_table(frames: Sequence[Frame], topics: list[str | None], filter_: bool) -> pa.Table:
+    """The ``raw`` rows (``in`` and ``out`` frames), built column by column."""
+    if filter_:
+        keep = [i for i, f in enumerate(frames) if f.direction in (IN, OUT)]
+        frames = [frames[i] for i in keep]
+        topics = [topics[i] for i in keep]
+    schema = arrow_schema("raw")
+    if not frames:
+        return schema.empty_table()
+    recv_ts, conn_id, seq, direction, payload = zip(*frames, strict=True)
+    columns = (recv_ts, conn_id, seq, direction, topics, payload)
+    return pa.Table.from_arrays(
+        [pa.array(col, type=field.type) for col, field in zip(columns, schema, strict=True)],
+        schema=schema)
 
 
 def to_table(table: str, rows: Sequence[Row]) -> pa.Table:

@@ -1,0 +1,200 @@
+"""The smd fast path (recorder.normalize.smd_batch) against the per-frame normalizer.
+
+The per-frame path defines the rows; the fast path must give exactly the same tables for any
+batch, taking the frames it can prove and declining the rest. Every test here compares
+``normalize(batch)`` with ``normalize(batch, fast_path=False)`` value for value (NaN, -0.0 and
+the map ``extra`` included), and checks the fast path really took the frames it should.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pyarrow as pa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from recorder.benchmark.frames import as_frames, mixed_payloads
+from recorder.frames import IN, OUT, Frame, event_frame
+from recorder.normalize.smd_batch import all_candidates, is_candidate, normalize_smd
+from recorder.normalizer import _smd_fast_path, normalize
+from tests.real_frames import real_frames
+
+T0 = 1_777_552_110_061_000_000
+
+
+def _value(v: Any) -> Any:
+    """A cell made comparable: NaN as a marker, -0.0 kept apart from 0.0, maps as lists."""
+    if isinstance(v, float):
+        return ("nan",) if math.isnan(v) else (v, math.copysign(1.0, v))
+    if isinstance(v, list):
+        return [tuple(_value(x) for x in item) if isinstance(item, tuple) else _value(item)
+                for item in v]
+    return v
+
+
+def _rows(table: pa.Table) -> list[list[Any]]:
+    return [[_value(v) for v in row.values()] for row in table.to_pylist()]
+
+
+def assert_same(frames: list[Frame]) -> dict[str, pa.Table]:
+    fast = normalize(frames)
+    slow = normalize(frames, fast_path=False)
+    assert list(fast) == list(slow)
+    for name in slow:
+        assert fast[name].schema.equals(slow[name].schema, check_metadata=True), name
+        assert _rows(fast[name]) == _rows(slow[name]), name
+    return fast
+
+
+def frames_of(payloads: list[bytes]) -> list[Frame]:
+    return [Frame(T0 + i * 1000, 1, i + 1, IN, p) for i, p in enumerate(payloads)]
+
+
+def taken(frames: list[Frame]) -> int:
+    batch = _smd_fast_path(frames)
+    return 0 if batch is None else len(batch.positions)
+
+
+# --- real and simulator frames ---------------------------------------------------------------
+
+
+def test_real_smd_frames_give_the_same_rows_and_are_taken() -> None:
+    real = real_frames("smd")
+    payloads = (real * (40 // len(real) + 1))[:40]
+    frames = frames_of(payloads)
+    out = assert_same(frames)
+    assert out["market_data"].num_rows == 40
+    # the real frames are plain: every one goes the fast way
+    assert taken(frames) == sum(1 for p in payloads if is_candidate(p))
+    assert taken(frames) >= 30
+
+
+def test_the_simulators_mix_gives_the_same_rows_and_smd_goes_the_fast_way() -> None:
+    frames = as_frames(mixed_payloads(3_000, seed=7))
+    for start in range(0, len(frames), 1_000):
+        batch = frames[start:start + 1_000]
+        assert_same(batch)
+        smd = [f for f in batch if b'"topic":"smd+' in f.payload]
+        assert taken(batch) == len(smd)
+
+
+def test_declined_frames_keep_their_place_among_taken_ones() -> None:
+    real = real_frames("smd")
+    odd = [
+        real[0].replace(b'"84":"271.55"', b'"84":"271\x99"'),  # not ASCII: per frame
+        real[1].replace(b'"31":"271.67"', b'"31":"0.5%"'),  # outside the grammar
+        real[2].replace(b'"topic"', b'"error":null,"topic"'),  # an error key
+        b'{"topic":"smd+1","conid":1,"_updated":1,"31":"x","31":"2"}',  # duplicate key
+        b'{"topic":"smd+1" , "conid": "265598"}',  # conid as a string
+    ]
+    payloads: list[bytes] = []
+    for i in range(60):
+        payloads.append(real[i % len(real)])
+        if i % 12 == 5:
+            payloads.append(odd[(i // 12) % len(odd)])
+    frames = frames_of(payloads)
+    frames.insert(7, Frame(T0, 1, 10_000, OUT, b'smd+265598+{"fields":["31"]}'))
+    frames.insert(9, event_frame(T0, 1, 10_001, "subscribe", "smd+265598",
+                                 {"topic": "smd+265598"}))
+    out = assert_same(frames)
+    assert 0 < taken(frames) < out["market_data"].num_rows
+
+
+def test_a_batch_arrow_cannot_read_is_split_and_still_the_same() -> None:
+    # 83 is a JSON number in some frames and a string in others: Arrow refuses the whole batch
+    base = b'{"server_id":"q1","conid":265598,"_updated":1777552110061,"83":%s,"topic":"smd+1"}'
+    payloads = [base % (b'0.56' if i % 31 else b'"0.56"') for i in range(64)]
+    frames = frames_of(payloads)
+    assert_same(frames)
+    assert 0 < taken(frames) < 64
+
+
+def test_values_at_the_edge_of_the_grammar() -> None:
+    values = ["271.55", "1,965", "9.2M", "12.2M", "3.4K", "1.1B", "-0.5", "-0", "007",
+              "1,2,3", "1,", "1,.5", "12,345.678K", "", "N/A", "-", "n/a", "NA", " ", "5.",
+              ".5", "+5", "1e5", "nan", "inf", "12.2m", "0.5%", " 5 ", "abc", "K", "-K",
+              "123456789012345678901234567890", "0.1000000000000000055511151231257827"]
+    payloads = []
+    for i, value in enumerate(values * 2):
+        field = ("84", "85", "87", "7762", "31", "7296", "6508")[i % 7]
+        payloads.append(b'{"server_id":"q1","conid":1,"_updated":1,"%s":"%s","topic":"smd+1"}'
+                        % (field.encode(), value.encode()))
+    for prefix in ("C", "H"):
+        for value in ("271.67", "1,234.5", "", "N/A", "C1", "2.5K"):
+            payloads.append(b'{"conid":1,"31":"%s%s","topic":"smd+1"}'
+                            % (prefix.encode(), value.encode()))
+    frames = frames_of(payloads)
+    assert_same(frames)
+    assert taken(frames) > len(payloads) // 2
+
+
+def test_the_buffer_wide_candidate_test_agrees_with_the_per_frame_one() -> None:
+    plain = real_frames("smd")
+    assert all_candidates(plain) == all(is_candidate(p) for p in plain)
+    for bad in (b'{"topic":"smd+1","55":"A\\u00e9"}', b'{"topic":"smd+1",\n"55":"A"}',
+                b'{"topic":"smd+1","55":"\xc3\xa9"}', b'{"topic":"smd+1",\r"55":"A"}'):
+        assert not is_candidate(bad)
+        assert not all_candidates([*plain, bad])
+
+
+def test_normalize_smd_declines_rather_than_guesses() -> None:
+    payloads = [b'{"topic":"smd+1","conid":1,"84":"1.5"}', b'{"topic":"smd+1","84":true}',
+                b'{"topic":"sbd+1","conid":1}', b'{"topic":"smd+1","_updated":-5}',
+                b'{"topic":"smd+1","server_id":"q1","6119":"q2"}',
+                b'{"topic":"smd+1","6508":"a","6510":"b"}', b'{"topic":"smd+1","87_raw":NaN}']
+    batch = normalize_smd(payloads, list(range(7)), list(range(7)))
+    assert batch.taken == [True, False, False, False, False, False, False]
+    assert batch.table.column("bid").to_pylist() == [1.5]
+    assert batch.topics == ["smd+1"]
+
+
+# --- generated frames ------------------------------------------------------------------------
+
+_DISPLAY = st.sampled_from(
+    ["271.55", "1,965", "9.2M", "3.4K", "1.1B", "", "N/A", "-", "n/a", "NA", "C271.67", "H12.5",
+     "C", "CN/A", "12.2m", " 5 ", "1e5", "nan", "+5", ".5", "0.5%", "abc", "007", "-0", "q1",
+     "&serviceID1=122", "DPB", "-1,234.5K"])
+_TEXT_VALUE = st.text(alphabet="0123456789,.-KMBCH N/Aq", max_size=8)
+_TOKEN = (
+    _DISPLAY.map(lambda s: f'"{s}"') | _TEXT_VALUE.map(lambda s: f'"{s}"')
+    | st.integers(-(2**70), 2**70).map(str)
+    | st.floats(allow_nan=False, allow_infinity=False).map(repr)
+    | st.sampled_from(["null", "true", "NaN", "Infinity", "[1]", '{"a":1}', '"\\u00e9"'])
+)
+_KEYS = ["31", "84", "86", "85", "88", "7059", "87", "87_raw", "7762", "70", "71", "7295",
+         "7296", "7741", "82", "83", "7635", "55", "6509", "6508", "6119", "server_id",
+         "conidEx", "_updated", "conid", "9999", "error"]
+
+
+@st.composite
+def smd_payloads(draw: st.DrawFn) -> bytes:
+    plain = draw(st.booleans())  # half the frames look like real ones, to be taken
+    items: list[tuple[str, str]] = []
+    if plain:
+        items += [("server_id", '"q1"'), ("conid", "265598"),
+                  ("_updated", str(draw(st.integers(0, 2**42)))), ("6119", '"q1"')]
+    for key in draw(st.lists(st.sampled_from(_KEYS[:-1] if plain else _KEYS), max_size=6)):
+        token = draw(_DISPLAY.map(lambda s: f'"{s}"')) if plain else draw(_TOKEN)
+        items.append((key, token))
+    if not plain and draw(st.integers(0, 9)) == 0:
+        items += items[:1]  # a duplicate key
+    items.insert(draw(st.integers(0, len(items))), ("topic", '"smd+265598"'))
+    if plain:  # a key only once, the last value winning as in orjson
+        items = list({k: (k, v) for k, v in items}.values())
+    text = "{" + ",".join(f'"{k}":{v}' for k, v in items) + "}"
+    return text.encode()
+
+
+_OTHERS = [b'{"topic":"sbd+DU1+265598","data":[{"row":0,"focus":1,"price":"100 @ 1.5"}]}',
+           b'{"topic":"system","hb":1777552110061}', b'not json', b'{"topic":"smd+1"}\xff']
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(smd_payloads(), min_size=16, max_size=48),
+       st.lists(st.sampled_from(_OTHERS), max_size=4))
+def test_any_batch_gives_the_same_tables_on_both_paths(smd: list[bytes],
+                                                       others: list[bytes]) -> None:
+    payloads = smd[:8] + others + smd[8:]
+    assert_same(frames_of(payloads))
