@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
+
+from recorder.frames import Frame
 
 REDACTED = b"<redacted>"
 
@@ -43,6 +46,18 @@ class Redactor:
             if secret in payload:
                 payload = payload.replace(secret, REDACTED)
         return payload
+
+    def apply_frames(self, frames: Sequence[Frame]) -> Sequence[Frame]:
+        """``frames`` with every known id replaced in their payloads (the same list when no
+        payload holds one, which is nearly always: one search over the joined payloads)."""
+        secrets = self._secrets
+        if not secrets or not frames:
+            return frames
+        joined = b"\n".join([f.payload for f in frames])
+        if not any(secret in joined for secret in secrets):
+            return frames
+        apply = self.apply
+        return [f._replace(payload=apply(f.payload)) for f in frames]
 
     def apply_text(self, text: str) -> str:
         for secret in self._secrets:

@@ -130,10 +130,7 @@ class Pipeline:
             raise ValueError("the pipeline is closed")
         if not frames:
             return
-        secrets = self._redactor.secrets
-        if secrets:
-            apply = self._redactor.apply
-            frames = [f._replace(payload=apply(f.payload)) for f in frames]
+        frames = self._redactor.apply_frames(frames)
         segment = self._segment or self._open_segment()
         self.bytes_written += segment.append(frames)
         self.frames += len(frames)
