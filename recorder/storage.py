@@ -277,11 +277,6 @@ class StorageOptions:
     flush_seconds: float = 1.0
     queue_max: int = 10_000
     batch_max: int = 20_000  # frames taken off the queue per write
-    # When a frame finds the writer idle, wait this long (at most flush_seconds / 4) for more
-    # before writing: at 2,000 frames/s the queue is nearly always empty, and one write per
-    # frame costs a thread hop, a journal record and a set of Arrow tables per frame, about a
-    # core; one write per 100 ms costs a few percent.
-    batch_linger_seconds: float = 0.1
     retry_min_seconds: float = 0.1
     retry_max_seconds: float = 5.0
     # Until the folder holds a published file, rotate this often, so that
@@ -290,6 +285,7 @@ class StorageOptions:
 
 
 _STOP: Final = object()
+_TIMER_SLACK: Final = 0.002  # seconds
 
 
 def _has_published_file(root: Path) -> bool:
@@ -308,6 +304,11 @@ class Storage:
                                   redactor=redactor, normalize=normalize, opener=opener)
         self._clock = clock
         self._queue: asyncio.Queue[Frame | object] = asyncio.Queue(maxsize=options.queue_max)
+        # The writer gathers frames until its next flush, or until this many are waiting (then
+        # it is the bottleneck and writes at once, long before the queue fills and the socket
+        # reader has to wait): see _take.
+        self._backlog = max(1, min(options.batch_max, options.queue_max // 2))
+        self._enough = asyncio.Event()
         self._closing = False
         self._running = False
         self._done = asyncio.Event()
@@ -332,13 +333,22 @@ class Storage:
         """Queue a frame; waits while the queue is full (the backpressure)."""
         if self._closing:
             raise RuntimeError("storage is closed")
-        await self._queue.put(frame)
+        queue = self._queue
+        if queue.full():
+            await queue.put(frame)
+        else:
+            queue.put_nowait(frame)
+        if queue.qsize() >= self._backlog:
+            self._enough.set()
 
     def put_nowait(self, frame: Frame) -> None:
         """Queue a frame or raise ``asyncio.QueueFull``."""
         if self._closing:
             raise RuntimeError("storage is closed")
-        self._queue.put_nowait(frame)
+        queue = self._queue
+        queue.put_nowait(frame)
+        if queue.qsize() >= self._backlog:
+            self._enough.set()
 
     async def close(self) -> None:
         """Stop accepting frames, drain, flush and publish every file; safe to call twice."""
@@ -346,6 +356,7 @@ class Storage:
             self._closing = True
             if self._running:
                 await self._queue.put(_STOP)
+                self._enough.set()  # the writer stops gathering: take everything now
             else:
                 await self._drain_without_task()
         if self._running:
@@ -373,12 +384,12 @@ class Storage:
         next_flush, next_rotate = now + flush_every, now + rotate_every()
         stopping = False
         while not stopping:
-            batch, stopping = await self._take(max(0.0, min(next_flush, next_rotate)
-                                                   - self._clock()))
+            batch, stopping = await self._take(min(next_flush, next_rotate))
             if batch:
                 await self._retry("journal write", self._pipeline.write, batch,
                                   give_up=stopping)
-            now = self._clock()
+            # A timer may fire a hair before its deadline: treat that as the deadline.
+            now = self._clock() + _TIMER_SLACK
             if now >= next_flush or stopping:
                 await self._retry("journal fsync", self._pipeline.flush, give_up=stopping)
                 next_flush = self._clock() + flush_every
@@ -388,28 +399,33 @@ class Storage:
                 next_rotate = self._clock() + rotate_every()
         await self._retry("closing", self._pipeline.close, give_up=True)
 
-    async def _take(self, wait_seconds: float) -> tuple[list[Frame], bool]:
+    async def _take(self, deadline: float) -> tuple[list[Frame], bool]:
+        """Frames to write next (at most ``batch_max``), and whether the stop was reached.
+
+        Waits until ``deadline`` (the next flush or rotation), unless :attr:`_backlog` frames
+        are waiting or storage is closing: one write per flush instead of one per trickle.
+        Every write costs a thread hop, a journal record and a set of Arrow tables, a few
+        milliseconds whatever its size; at 2,000 frames/s a write per frame took about a core,
+        and a write as soon as anything waited (100-200 frames, then the handful that came in
+        meanwhile) still about 5%. A frame still reaches the journal, and its fsync, within
+        ``flush_seconds / 2``."""
         queue = self._queue
-        idle = queue.empty()
-        try:
-            first = await asyncio.wait_for(queue.get(), wait_seconds) if idle \
-                else queue.get_nowait()
-        except TimeoutError:
-            return [], False
-        linger = min(self.options.batch_linger_seconds, self.options.flush_seconds / 4)
-        if idle and first is not _STOP and linger > 0 and not self._closing:
-            # Frames trickle in (the writer was idle): let a batch gather. When they were
-            # already waiting, the writer is the bottleneck and takes them at once.
-            await asyncio.sleep(linger)
+        if queue.qsize() < self._backlog and not self._closing:
+            wait = deadline - self._clock()
+            if wait > 0:
+                self._enough.clear()
+                try:
+                    await asyncio.wait_for(self._enough.wait(), wait)
+                except TimeoutError:
+                    pass
         batch: list[Frame] = []
-        item: object = first
-        while True:
+        batch_max = self.options.batch_max
+        while len(batch) < batch_max and not queue.empty():
+            item = queue.get_nowait()
             if item is _STOP:
                 return batch, True
             batch.append(item)  # type: ignore[arg-type]
-            if len(batch) >= self.options.batch_max or queue.empty():
-                return batch, False
-            item = queue.get_nowait()
+        return batch, False
 
     async def _retry(self, doing: str, call: Callable[..., None], *args: object,
                      give_up: bool = False) -> None:
