@@ -44,13 +44,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from recorder.frames import EVENT, IN, OUT, Frame
-from recorder.normalize.smd_batch import (
-    MARK,
-    SmdBatch,
-    all_candidates,
-    is_candidate,
-    normalize_smd,
-)
+from recorder.normalize import sbd_batch, smd_batch
+from recorder.normalize.arrow_json import FastRows
 from recorder.normalize.topics import TOPIC_HANDLERS, NormalizeError, Row, malformed_detail
 from recorder.schema import TABLES, arrow_schema
 
@@ -190,15 +185,18 @@ def normalize(frames: Sequence[Frame], *, fast_path: bool = True) -> dict[str, p
     """
     n = len(frames)
     topics: list[str | None] = [None] * n  # raw.topic of each frame
-    fast = _smd_fast_path(frames) if fast_path else None
+    fast = _fast_paths(frames) if fast_path else {}
     rest: Sequence[int] = range(n)
-    if fast is not None:
-        rest = [i for i, ok in enumerate(fast.taken) if not ok]
-        for i, topic in zip(fast.positions, fast.topics, strict=True):
-            topics[i] = topic
+    if fast:
+        skip = set()
+        for result in fast.values():
+            skip.update(result.positions)
+            for i, topic in zip(result.positions, result.topics, strict=True):
+                topics[i] = topic
+        rest = [i for i in range(n) if i not in skip]
     out: dict[str, list[Row]] = {name: [] for name in TABLES}
     events = out["events"]
-    market_at: list[int] = []  # frame position of each per-frame market_data row
+    row_frames: dict[str, list[int]] = {name: [] for name in fast}  # per-frame rows' places
     not_raw = False  # an event (or unknown direction) frame: no raw row
     loads = _loads
     for i in rest:
@@ -212,8 +210,8 @@ def normalize(frames: Sequence[Frame], *, fast_path: bool = True) -> dict[str, p
                     obj = parse_payload(frame.payload)
                 topics[i], table, rows = _in_rows(obj, frame)
                 out[table].extend(rows)
-                if table == "market_data":
-                    market_at.append(i)
+                if table in row_frames:
+                    row_frames[table].extend([i] * len(rows))
             except NormalizeError as exc:
                 events.append(_malformed_row(frame, str(exc)))
             except Exception as exc:  # a bug must not stop recording; the raw row still lands
@@ -230,61 +228,69 @@ def normalize(frames: Sequence[Frame], *, fast_path: bool = True) -> dict[str, p
                 events.append(_malformed_row(frame, str(exc)))
             except Exception as exc:  # pragma: no cover - safety net, as above
                 events.append(_malformed_row(frame, f"internal error: {exc!r}"))
-    tables = {name: to_table(name, rows) for name, rows in out.items()
-              if rows and name not in ("market_data", "raw")}
-    market = _market_table(out["market_data"], market_at, fast)
-    if market is not None:
-        tables["market_data"] = market
+    tables: dict[str, pa.Table] = {}
+    for name, rows in out.items():
+        if name in fast:
+            tables[name] = _merge(name, fast[name], rows, row_frames[name])
+        elif rows and name != "raw":
+            tables[name] = to_table(name, rows)
     raw = _raw_table(frames, topics, not_raw)
     if raw.num_rows:
         tables["raw"] = raw
-    return {name: tables[name] for name in TABLES if name in tables}
+    return {name: tables[name] for name in TABLES if name in tables and tables[name].num_rows}
 
 
 FAST_PATH_MIN: Final = 16
-"""Fewer smd frames than this in a batch go frame by frame (the batch parse's fixed cost)."""
+"""Fewer frames of a topic than this in a batch go frame by frame (a batch parse's fixed cost)."""
+
+_FAST_PATHS: Final = (
+    ("market_data", smd_batch.MARK, smd_batch.all_candidates, smd_batch.is_candidate,
+     smd_batch.normalize_smd),
+    ("depth", sbd_batch.MARK, sbd_batch.all_candidates, sbd_batch.is_candidate,
+     sbd_batch.normalize_sbd),
+)
 
 
-def _smd_fast_path(frames: Sequence[Frame]) -> SmdBatch | None:
-    """The fast path's result for this batch's smd frames, or None when it is not worth it.
-
-    ``taken`` and ``positions`` of the result are positions in ``frames``."""
-    # rfind: real smd deltas end with their topic, so the search stops early
-    positions = [i for i, f in enumerate(frames)
-                 if f.direction == IN and f.payload.rfind(MARK) >= 0]
-    if len(positions) < FAST_PATH_MIN:
-        return None
-    payloads = [frames[i].payload for i in positions]
-    if not all_candidates(payloads):
-        positions = [i for i, p in zip(positions, payloads, strict=True) if is_candidate(p)]
+def _fast_paths(frames: Sequence[Frame]) -> dict[str, FastRows]:
+    """Per table, what its fast path made of this batch (positions are in ``frames``); a
+    table is missing when its topic has too few frames here to be worth a batch parse."""
+    results: dict[str, FastRows] = {}
+    claimed: set[int] = set()
+    for table, mark, all_candidates, is_candidate, normalize_batch in _FAST_PATHS:
+        # rfind: real frames end with their topic, so the search stops early
+        positions = [i for i, f in enumerate(frames)
+                     if f.direction == IN and f.payload.rfind(mark) >= 0]
         if len(positions) < FAST_PATH_MIN:
-            return None
+            continue
         payloads = [frames[i].payload for i in positions]
-    try:
-        batch = normalize_smd(payloads, [frames[i].recv_ts_ns for i in positions],
-                              [frames[i].seq for i in positions])
-    except Exception:  # never let the fast path cost a frame: the slow path takes them all
-        log.exception("smd fast path failed; normalizing this batch frame by frame")
-        return None
-    taken = [False] * len(frames)
-    kept = []
-    for i, ok in zip(positions, batch.taken, strict=True):
-        if ok:
-            taken[i] = True
-            kept.append(i)
-    batch.taken = taken
-    batch.positions = kept
-    return batch
+        if not all_candidates(payloads):
+            positions = [i for i, p in zip(positions, payloads, strict=True) if is_candidate(p)]
+            if len(positions) < FAST_PATH_MIN:
+                continue
+            payloads = [frames[i].payload for i in positions]
+        try:
+            result = normalize_batch(payloads, [frames[i].recv_ts_ns for i in positions],
+                                     [frames[i].seq for i in positions])
+        except Exception:  # never let a fast path cost a frame: the slow path takes them all
+            log.exception("%s fast path failed; normalizing its frames one by one", table)
+            continue
+        result.rebase(positions, len(frames))
+        if claimed.intersection(result.positions):  # pragma: no cover - topics are exclusive
+            continue  # should two paths ever claim one frame, the first keeps the batch
+        claimed.update(result.positions)
+        results[table] = result
+    return results
 
 
-def _market_table(rows: list[Row], at: list[int], fast: SmdBatch | None) -> pa.Table | None:
-    """market_data in input order from the fast path's table and the per-frame rows."""
-    if fast is None or not fast.positions:
-        return to_table("market_data", rows) if rows else None
+def _merge(table: str, fast: FastRows, rows: list[Row], at: list[int]) -> pa.Table:
+    """``table`` in input order from a fast path's rows and the per-frame ones."""
     if not rows:
         return fast.table
-    combined = pa.concat_tables([fast.table, to_table("market_data", rows)])
-    order = pc.sort_indices(pa.array(fast.positions + at, pa.int64()))
+    slow = to_table(table, rows)
+    if not fast.table.num_rows:
+        return slow
+    combined = pa.concat_tables([fast.table, slow])
+    order = pc.sort_indices(pa.array(fast.row_frames + at, pa.int64()))  # stable
     return combined.take(order)
 
 

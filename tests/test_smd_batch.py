@@ -8,54 +8,14 @@ the map ``extra`` included), and checks the fast path really took the frames it 
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
-import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recorder.benchmark.frames import as_frames, mixed_payloads
-from recorder.frames import IN, OUT, Frame, event_frame
+from recorder.frames import OUT, Frame, event_frame
 from recorder.normalize.smd_batch import all_candidates, is_candidate, normalize_smd
-from recorder.normalizer import _smd_fast_path, normalize
 from tests.real_frames import real_frames
-
-T0 = 1_777_552_110_061_000_000
-
-
-def _value(v: Any) -> Any:
-    """A cell made comparable: NaN as a marker, -0.0 kept apart from 0.0, maps as lists."""
-    if isinstance(v, float):
-        return ("nan",) if math.isnan(v) else (v, math.copysign(1.0, v))
-    if isinstance(v, list):
-        return [tuple(_value(x) for x in item) if isinstance(item, tuple) else _value(item)
-                for item in v]
-    return v
-
-
-def _rows(table: pa.Table) -> list[list[Any]]:
-    return [[_value(v) for v in row.values()] for row in table.to_pylist()]
-
-
-def assert_same(frames: list[Frame]) -> dict[str, pa.Table]:
-    fast = normalize(frames)
-    slow = normalize(frames, fast_path=False)
-    assert list(fast) == list(slow)
-    for name in slow:
-        assert fast[name].schema.equals(slow[name].schema, check_metadata=True), name
-        assert _rows(fast[name]) == _rows(slow[name]), name
-    return fast
-
-
-def frames_of(payloads: list[bytes]) -> list[Frame]:
-    return [Frame(T0 + i * 1000, 1, i + 1, IN, p) for i, p in enumerate(payloads)]
-
-
-def taken(frames: list[Frame]) -> int:
-    batch = _smd_fast_path(frames)
-    return 0 if batch is None else len(batch.positions)
-
+from tests.same_rows import T0, assert_same, frames_of, taken
 
 # --- real and simulator frames ---------------------------------------------------------------
 

@@ -95,13 +95,19 @@ def smh_rows(obj: dict[str, Any], topic: str, frame: Frame) -> tuple[str, list[R
 # --- sbd: depth --------------------------------------------------------------------------
 
 
-def sbd_rows(obj: dict[str, Any], topic: str, frame: Frame) -> tuple[str, list[Row]]:
-    """One ``depth`` row per element of ``data``; ``price`` may be ``"size @ price"``."""
-    data = _array(obj, "data", topic)
+def sbd_topic(topic: str) -> tuple[str | None, int | None, str | None]:
+    """``(account, conid, exchange)`` of ``sbd+ACCT+CONID[+EXCH]``."""
     parts = topic.split("+")
     account = parts[1] if len(parts) > 1 and parts[1] else None
     conid = int64(parts[2]) if len(parts) > 2 else None
     exchange = parts[3] if len(parts) > 3 and parts[3] else None
+    return account, conid, exchange
+
+
+def sbd_rows(obj: dict[str, Any], topic: str, frame: Frame) -> tuple[str, list[Row]]:
+    """One ``depth`` row per element of ``data``; ``price`` may be ``"size @ price"``."""
+    data = _array(obj, "data", topic)
+    account, conid, exchange = sbd_topic(topic)
     rows: list[Row] = []
     for item in data:
         row_no = focus = price = size = bid = ask = None

@@ -1,0 +1,148 @@
+"""sbd frames to ``depth`` rows a whole batch at a time: the normalizer's second fast path.
+
+A depth frame carries a ladder of a dozen rows, so frame by frame it costs about as much as a
+dozen quotes. Here the ladders of a batch are parsed together by Arrow's JSON reader, flattened
+into one table of rows, and converted column by column (:mod:`recorder.normalize.arrow_json`).
+The per-frame handler (:func:`recorder.normalize.topics.sbd_rows`) defines the rows; this
+module takes only frames it reads exactly as that handler would and declines the rest
+(``tests/test_sbd_batch.py`` holds the two against each other).
+
+A frame is a candidate when it holds ``"topic":"sbd+`` and its bytes are plain and hold no
+``null``. A frame is declined when any of these holds:
+- its ``topic`` is not a string starting ``sbd+``, or the batch has an ``error`` key (account,
+  conid and exchange come from the topic through the per-frame path's own function);
+- its ``data`` is missing or not a list of objects;
+- a row's ``row``/``focus`` is not an int32; ``bid``/``ask`` not a plain display number or
+  blank; ``price`` not a plain number, blank, or exactly ``"<number> @ <number>"``;
+- a row would carry more than one ``extra`` entry, or a non-string one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from recorder.normalize.arrow_json import Columns, FastRows, all_plain, cast, is_plain, read_parts
+from recorder.normalize.topics import sbd_topic
+from recorder.schema import arrow_schema
+
+__all__ = ["MARK", "all_candidates", "is_candidate", "normalize_sbd"]
+
+MARK: Final = b'"topic":"sbd+'
+"""Bytes every candidate holds."""
+
+_PLAIN: Final = r"-?[0-9][0-9,]*(\.[0-9]+)?[KMB]?"
+_SIZE_AT_PRICE: Final = rf"^{_PLAIN} @ {_PLAIN}$"
+_KNOWN: Final = frozenset({"row", "focus", "price", "bid", "ask"})
+_I32: Final = (-(2**31), 2**31 - 1)
+_NO_STRING: Final = pa.scalar(None, pa.string())
+
+_BANNED: Final = b"null"  # see recorder.normalize.arrow_json
+
+
+def is_candidate(payload: bytes) -> bool:
+    """Whether the fast path may take this ``in`` payload."""
+    return MARK in payload and is_plain(payload, _BANNED)
+
+
+def all_candidates(payloads: Sequence[bytes]) -> bool:
+    """:func:`is_candidate` for a list of payloads that all hold :data:`MARK`, at once."""
+    return all_plain(payloads, _BANNED)
+
+
+def normalize_sbd(
+    payloads: Sequence[bytes], recv_ts_ns: Sequence[int], seqs: Sequence[int]
+) -> FastRows:
+    """depth rows of candidate sbd ``payloads`` (see the module rules)."""
+    tables: list[pa.Table] = []
+    row_frames: list[int] = []
+    topics: list[str] = []
+    taken = [False] * len(payloads)
+    for start, parsed in read_parts(payloads):
+        end = start + parsed.num_rows
+        built = _part(parsed, recv_ts_ns[start:end], seqs[start:end])
+        if built is None:
+            continue
+        table, parents, topic, ok = built
+        tables.append(table)
+        row_frames.extend(start + p for p in parents)
+        for i, (name, keep) in enumerate(zip(topic, ok, strict=True)):
+            if keep:
+                taken[start + i] = True
+                topics.append(name)
+    if not tables:
+        return FastRows(arrow_schema("depth").empty_table(), [], [], taken)
+    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+    return FastRows(table, row_frames, topics, taken)
+
+
+def _part(parsed: pa.Table, recv_ts: Sequence[int], seqs: Sequence[int]
+          ) -> tuple[pa.Table, list[int], list[str], list[bool]] | None:
+    """``(rows of the taken frames, their frame index, every frame's topic, taken)``."""
+    frame = Columns(parsed)
+    topic = frame.column("topic")
+    data = frame.column("data")
+    if (topic is None or topic.type != pa.string() or data is None
+            or not pa.types.is_list(data.type) or not pa.types.is_struct(data.type.value_type)
+            or data.type.value_type.num_fields == 0 or "error" in parsed.column_names):
+        return None
+    topics = topic.to_pylist()
+    frame_ok = [isinstance(t, str) and t.startswith("sbd+") for t in topics]
+    heads = {name: sbd_topic(name) for name, ok in zip(topics, frame_ok, strict=True) if ok}
+    frame_ok = [ok and valid for ok, valid in zip(frame_ok, pc.is_valid(data).to_pylist(),
+                                                   strict=True)]
+
+    items = pc.list_flatten(data)
+    parent = pc.list_parent_indices(data)
+    rows = Columns(pa.Table.from_struct_array(items))
+    rows.decline(pc.is_null(items))  # `"data":[null]`: the per-frame path refuses the frame
+    row_no = rows.integer("row", *_I32)
+    focus = rows.integer("focus", *_I32)
+    numeric = {key: col for key in ("bid", "ask") if (col := rows.column(key)) is not None}
+    price = rows.column("price")
+    if price is not None and price.type == pa.string():
+        at = pc.fill_null(pc.match_substring(price, "@"), False)
+        if pc.any(at).as_py():
+            good = pc.fill_null(pc.match_substring_regex(price, _SIZE_AT_PRICE), False)
+            rows.decline(pc.and_(at, pc.invert(good)))
+            pair = pc.split_pattern(pc.filter(price, good), " @ ", max_splits=1)
+            numeric["@size"] = pc.replace_with_mask(pa.nulls(rows.n, pa.string()), good,
+                                                    pc.list_element(pair, 0))
+            numeric["@price"] = pc.replace_with_mask(pa.nulls(rows.n, pa.string()), good,
+                                                     pc.list_element(pair, 1))
+            price = pc.if_else(at, _NO_STRING, price)
+    if price is not None:
+        numeric["price"] = price
+    numbers = rows.numbers(numeric)
+    extra = rows.extra(_KNOWN, arrow_schema("depth").field("extra").type)
+
+    if rows.any_bad() and rows.bad is not None:
+        for i in set(pc.filter(parent, rows.bad).to_pylist()):
+            frame_ok[i] = False
+    keep_rows = pc.array_take(pa.array(frame_ok, pa.bool_()), parent)
+    parents = pa.array(parent, pa.int64())
+    prices = [numbers[k] for k in ("price", "@price") if k in numbers]
+    columns = [
+        pc.array_take(pa.array(recv_ts, pa.int64()), parents),
+        pc.array_take(pa.array(seqs, pa.int64()), parents),
+        pc.array_take(pa.array([heads.get(t, (None,))[0] for t in topics], pa.string()),
+                      parents),
+        pc.array_take(pa.array([heads.get(t, (None, None))[1] for t in topics], pa.int64()),
+                      parents),
+        pc.array_take(pa.array([heads.get(t, (None, None, None))[2] for t in topics],
+                               pa.string()), parents),
+        row_no, focus,
+        (prices[0] if len(prices) == 1 else pc.coalesce(*prices)) if prices else None,
+        numbers.get("@size"), numbers.get("bid"), numbers.get("ask"), extra,
+    ]
+    schema = arrow_schema("depth")
+    table = pa.Table.from_arrays(
+        [pa.nulls(rows.n, field.type) if col is None else cast(col, field.type)
+         for col, field in zip(columns, schema, strict=True)], schema=schema)
+    if not all(frame_ok):
+        table = table.filter(keep_rows)
+        parents = pc.filter(parents, keep_rows)
+    return table, parents.to_pylist(), topics, frame_ok
