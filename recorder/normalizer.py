@@ -244,11 +244,36 @@ FAST_PATH_MIN: Final = 16
 """Fewer frames of a topic than this in a batch go frame by frame (a batch parse's fixed cost)."""
 
 _FAST_PATHS: Final = (
-    ("market_data", smd_batch.MARK, smd_batch.all_candidates, smd_batch.is_candidate,
+    ("market_data", b"smd+", smd_batch.all_candidates, smd_batch.is_candidate,
      smd_batch.normalize_smd),
-    ("depth", sbd_batch.MARK, sbd_batch.all_candidates, sbd_batch.is_candidate,
+    ("depth", b"sbd+", sbd_batch.all_candidates, sbd_batch.is_candidate,
      sbd_batch.normalize_sbd),
 )
+_TOPIC: Final = b'"topic":"s'  # smd+ and sbd+ both start so
+_TOPIC_AT: Final = len(_TOPIC) - 1
+_WINDOW: Final = 40
+
+
+def _by_topic(frames: Sequence[Frame]) -> dict[bytes, list[int]]:
+    """Positions of the ``in`` frames whose ``topic`` looks like ``smd+``/``sbd+`` (the fast
+    paths check the parsed topic; this only sorts). Real frames carry the topic last (smd
+    deltas) or first (ladders), so two short searches nearly always find it."""
+    found: dict[bytes, list[int]] = {prefix: [] for _, prefix, *_ in _FAST_PATHS}
+    for i, frame in enumerate(frames):
+        if frame.direction != IN:
+            continue
+        payload = frame.payload
+        at = payload.rfind(_TOPIC, len(payload) - _WINDOW)
+        if at < 0:
+            at = payload.find(_TOPIC, 0, _WINDOW)
+            if at < 0:
+                at = payload.rfind(_TOPIC)
+                if at < 0:
+                    continue
+        positions = found.get(payload[at + _TOPIC_AT:at + _TOPIC_AT + 4])
+        if positions is not None:
+            positions.append(i)
+    return found
 
 
 def _fast_paths(frames: Sequence[Frame]) -> dict[str, FastRows]:
@@ -256,10 +281,11 @@ def _fast_paths(frames: Sequence[Frame]) -> dict[str, FastRows]:
     table is missing when its topic has too few frames here to be worth a batch parse."""
     results: dict[str, FastRows] = {}
     claimed: set[int] = set()
-    for table, mark, all_candidates, is_candidate, normalize_batch in _FAST_PATHS:
-        # rfind: real frames end with their topic, so the search stops early
-        positions = [i for i, f in enumerate(frames)
-                     if f.direction == IN and f.payload.rfind(mark) >= 0]
+    if len(frames) < FAST_PATH_MIN:
+        return results
+    by_topic = _by_topic(frames)
+    for table, prefix, all_candidates, is_candidate, normalize_batch in _FAST_PATHS:
+        positions = by_topic[prefix]
         if len(positions) < FAST_PATH_MIN:
             continue
         payloads = [frames[i].payload for i in positions]
