@@ -7,14 +7,14 @@ meanwhile) into one column per key, and the display strings of every numeric col
 numbers together, in one pass of Arrow compute kernels over all of them.
 
 The per-frame handler (:func:`recorder.normalize.market_data.smd_rows`) stays the definition of
-the rows. This module only takes the frames whose every value is in the plain grammar below,
-where its result provably equals that handler's, and *declines* every other frame; the
-normalizer runs those frame by frame, so the rows are the same whichever path a frame took
-(``tests/test_smd_batch.py`` holds the two paths against each other on real and generated
-frames).
+the rows. This module only takes the frames whose every value is in the plain grammar (below,
+and in :mod:`recorder.normalize.arrow_json`), where its result provably equals that handler's,
+and *declines* every other frame; the normalizer runs those frame by frame, so the rows are the
+same whichever path a frame took (``tests/test_smd_batch.py`` holds the two paths against each
+other on real and generated frames).
 
-A frame is a candidate when it holds ``"topic":"smd+`` and its bytes are plain
-(:mod:`recorder.normalize.arrow_json`). After parsing, a row is declined when any of these holds:
+A frame is a candidate when it holds ``"topic":"smd+`` and its bytes are plain and hold no
+``[`` (smd frames carry no arrays). After parsing, a row is declined when any of these holds:
 - its ``topic`` is not a string starting ``smd+``; the batch has an ``error`` key;
 - an envelope value is not the plain type (``_updated`` an int within years 0..9999, ``conid``
   an int, ``conidEx``/``server_id``/``6119`` strings, ``6119`` equal to ``server_id``);
@@ -47,14 +47,13 @@ from recorder.schema import arrow_schema
 __all__ = ["MARK", "all_candidates", "is_candidate", "normalize_smd"]
 
 MARK: Final = b'"topic":"smd+'
-"""Bytes every candidate holds (the normalizer's cheap first test)."""
+"""Bytes every candidate holds."""
 
 _MS_MAX: Final = 253_402_300_799_999
 _VOLUME: Final = ("7762", "87_raw", "87")  # by preference
 _TEXT: Final = {"55": 6, "6509": 24}
 _KNOWN: Final = frozenset({"topic", "_updated", "conid", "conidEx", "server_id", "6119",
                            "31", "error", *NUMERIC_FIELDS, *_VOLUME, *_TEXT})
-
 _BANNED: Final = b"["  # see recorder.normalize.arrow_json
 
 
