@@ -44,8 +44,7 @@ from recorder.signals import (
     Competing,
     SmhAnswer,
     WaitingForSession,
-    signal_of,
-    topic_of,
+    classify,
 )
 from recorder.smh_slots import SmhScheduler
 from recorder.subscriptions import SubscriptionBook
@@ -253,13 +252,13 @@ class Multiplexer:
                 data = data.encode()
             self._last_frame = clock()
             self.frames_in += 1
-            by_topic[topic_of(data)] += 1
+            topic, signal = classify(data)
+            by_topic[topic] += 1
             counters.seq += 1
             self._putting = True  # blocked here is backpressure, not a silent socket
             await put(Frame(ts, conn_id, counters.seq, IN, data))
             self._putting = False
             self._last_in_ns, self._last_in_seq = ts, counters.seq
-            signal = signal_of(data)
             if signal is None:
                 continue
             now = clock()

@@ -16,6 +16,9 @@ _STS = b'"topic":"sts"'
 _SMH = b'"topic":"smh+'
 _WAITING = b"waiting for session"
 _TOPIC = b'"topic":"'
+_TOPIC_LEN = len(_TOPIC)
+_STS_REST = _STS[_TOPIC_LEN:]  # what follows _TOPIC in _STS
+_SMH_REST = _SMH[_TOPIC_LEN:]
 
 
 @dataclass(frozen=True)
@@ -58,34 +61,76 @@ def _loads(payload: bytes) -> object:
 def signal_of(payload: bytes) -> Signal | None:
     """The reaction a frame asks for, or ``None`` for the common frame that needs none."""
     if _STS in payload:
-        body = _loads(payload)
-        if isinstance(body, dict) and isinstance(args := body.get("args"), dict):
-            competing = args.get("competing")
-            if "authenticated" in args:
-                return AuthChanged(
-                    args["authenticated"] is True,
-                    competing if isinstance(competing, bool) else None,
-                )
-            if isinstance(competing, bool):
-                return Competing(competing)
-        return None
+        return _sts_signal(payload)
     if _SMH in payload:
-        body = _loads(payload)
-        if not isinstance(body, dict):
-            return None
-        topic = body.get("topic")
-        server_id = body.get("serverId")
-        if not isinstance(topic, str) or server_id is None:
-            return None
-        conid_text = topic[4:].split("+", 1)[0].split("@", 1)[0]
-        if not conid_text.isdigit():
-            return None
-        return SmhAnswer(int(conid_text), str(server_id))
+        return _smh_signal(payload)
     if _WAITING in payload and _TOPIC not in payload:
-        body = _loads(payload)
-        if isinstance(body, dict) and body.get("message") == "waiting for session":
-            return WaitingForSession()
+        return _waiting_signal(payload)
     return None
+
+
+def _sts_signal(payload: bytes) -> Signal | None:
+    body = _loads(payload)
+    if isinstance(body, dict) and isinstance(args := body.get("args"), dict):
+        competing = args.get("competing")
+        if "authenticated" in args:
+            return AuthChanged(
+                args["authenticated"] is True,
+                competing if isinstance(competing, bool) else None,
+            )
+        if isinstance(competing, bool):
+            return Competing(competing)
+    return None
+
+
+def _smh_signal(payload: bytes) -> Signal | None:
+    body = _loads(payload)
+    if not isinstance(body, dict):
+        return None
+    topic = body.get("topic")
+    server_id = body.get("serverId")
+    if not isinstance(topic, str) or server_id is None:
+        return None
+    conid_text = topic[4:].split("+", 1)[0].split("@", 1)[0]
+    if not conid_text.isdigit():
+        return None
+    return SmhAnswer(int(conid_text), str(server_id))
+
+
+def _waiting_signal(payload: bytes) -> Signal | None:
+    body = _loads(payload)
+    if isinstance(body, dict) and body.get("message") == "waiting for session":
+        return WaitingForSession()
+    return None
+
+
+def classify(payload: bytes) -> tuple[bytes, Signal | None]:
+    """``(topic_of(payload), signal_of(payload))`` in one pass over the payload.
+
+    The socket driver asks both of every frame. Done apart they search the payload four times
+    (``bytes.__contains__`` also pays for a TypeError it raises and clears inside, trying the
+    needle as an int first); here one search finds each ``"topic":"``, and the ``sts`` and
+    ``smh`` markers, which both start with it, are checked where it was found."""
+    i = payload.find(_TOPIC)
+    if i < 0:  # then neither _STS nor _SMH is in it either
+        if payload.find(_WAITING) >= 0:
+            return b"message", _waiting_signal(payload)
+        return b"message", None
+    start = i + _TOPIC_LEN
+    end = payload.find(b'"', start)
+    topic = payload[start:end] if end > 0 else payload[start:]
+    plus = topic.find(b"+")
+    if plus >= 0:
+        topic = topic[:plus]
+    smh = False
+    while i >= 0:  # every "topic":" (they may overlap: search on from the next byte)
+        at = i + _TOPIC_LEN
+        if payload.startswith(_STS_REST, at):
+            return topic, _sts_signal(payload)
+        if payload.startswith(_SMH_REST, at):
+            smh = True
+        i = payload.find(_TOPIC, i + 1)
+    return topic, _smh_signal(payload) if smh else None
 
 
 def topic_of(payload: bytes) -> bytes:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from recorder.signals import (
     AuthChanged,
     Competing,
     SmhAnswer,
     WaitingForSession,
+    classify,
     signal_of,
     topic_of,
 )
@@ -61,3 +64,20 @@ def test_topic_of() -> None:
     assert topic_of(real("system")[1]) == b"system"
     assert topic_of(b'{"message":"waiting for session"}') == b"message"
     assert topic_of(b'{"topic":"tic') == b"tic"
+
+
+_PIECES = [b'"topic":"', b'sts"', b'smh+', b'sts', b'"', b"+", b"{", b"}", b"265598", b"@x",
+           b'"serverId":"7"', b',"args":{"authenticated":true}', b'"competing":false',
+           b"waiting for session", b'"message":', b"topic", b"\x99", b'"topic":"sts"',
+           b'"topic":"smh+1"']
+
+
+@pytest.mark.parametrize("name", ["smd", "sor", "str", "spl", "system", "tic", "act", "errors",
+                                  "sts", "smh", "ntf", "other"])
+def test_classify_is_topic_of_and_signal_of_on_real_frames(name: str) -> None:
+    assert all(classify(f) == (topic_of(f), signal_of(f)) for f in real(name))
+
+
+@given(st.lists(st.sampled_from(_PIECES), max_size=8).map(b"".join) | st.binary(max_size=40))
+def test_classify_is_topic_of_and_signal_of_on_any_bytes(payload: bytes) -> None:
+    assert classify(payload) == (topic_of(payload), signal_of(payload))
