@@ -23,11 +23,12 @@ Rules (what lands where):
   payload decoded leniently (``errors="replace"``: real gateways send byte 0x99) and parsed again.
 - Rows keep input order within each table.
 
-Speed: smd frames, most of any recording, take a fast path when a batch has at least
-:data:`FAST_PATH_MIN` of them: :mod:`recorder.normalize.smd_batch` parses them together with
-Arrow's JSON reader and converts whole columns, off the GIL, declining any frame it cannot prove
-it reads exactly as the per-frame handler would; declined frames and every other topic go frame
-by frame. There, rows are tuples in schema column order, collected per table and turned into
+Speed: smd and sbd frames, nearly all of any recording, take a batch fast path when a batch
+has at least :data:`FAST_BATCH_MIN` frames and enough of theirs (:data:`FAST_MIN_FRAMES`):
+:mod:`recorder.normalize.smd_batch` and :mod:`recorder.normalize.sbd_batch` parse them together
+with Arrow's JSON reader and convert whole columns, off the GIL, declining any frame they cannot
+prove they read exactly as the per-frame handler would. Declined frames and every other topic go
+frame by frame: rows are tuples in schema column order, collected per table and turned into
 Arrow once per batch (one struct-array conversion per table); dispatch is one dict lookup on the
 topic's prefix. ``raw`` is built column by column from the frames themselves.
 """
@@ -240,8 +241,13 @@ def normalize(frames: Sequence[Frame], *, fast_path: bool = True) -> dict[str, p
     return {name: tables[name] for name in TABLES if name in tables and tables[name].num_rows}
 
 
-FAST_PATH_MIN: Final = 16
-"""Fewer frames of a topic than this in a batch go frame by frame (a batch parse's fixed cost)."""
+FAST_BATCH_MIN = 1_000
+"""Smaller batches go frame by frame: sorting frames by topic costs more than it can save."""
+
+# Each fast path costs about a millisecond a batch whatever its size (Arrow calls), so a topic
+# takes it only with at least this many frames in the batch: where the two paths cost the same
+# on this 2-core machine, measured (smd ~400 frames; sbd ~110 ladders of a dozen rows), with room.
+FAST_MIN_FRAMES: Final[dict[str, int]] = {"market_data": 500, "depth": 150}
 
 _FAST_PATHS: Final = (
     ("market_data", b"smd+", smd_batch.all_candidates, smd_batch.is_candidate,
@@ -258,7 +264,7 @@ def _by_topic(frames: Sequence[Frame]) -> dict[bytes, list[int]]:
     """Positions of the ``in`` frames whose ``topic`` looks like ``smd+``/``sbd+`` (the fast
     paths check the parsed topic; this only sorts). Real frames carry the topic last (smd
     deltas) or first (ladders), so two short searches nearly always find it."""
-    found: dict[bytes, list[int]] = {prefix: [] for _, prefix, *_ in _FAST_PATHS}
+    found: dict[bytes, list[int]] = {path[1]: [] for path in _FAST_PATHS}
     for i, frame in enumerate(frames):
         if frame.direction != IN:
             continue
@@ -281,17 +287,18 @@ def _fast_paths(frames: Sequence[Frame]) -> dict[str, FastRows]:
     table is missing when its topic has too few frames here to be worth a batch parse."""
     results: dict[str, FastRows] = {}
     claimed: set[int] = set()
-    if len(frames) < FAST_PATH_MIN:
+    if len(frames) < FAST_BATCH_MIN:
         return results
     by_topic = _by_topic(frames)
     for table, prefix, all_candidates, is_candidate, normalize_batch in _FAST_PATHS:
+        least = FAST_MIN_FRAMES[table]
         positions = by_topic[prefix]
-        if len(positions) < FAST_PATH_MIN:
+        if len(positions) < least:
             continue
         payloads = [frames[i].payload for i in positions]
         if not all_candidates(payloads):
             positions = [i for i, p in zip(positions, payloads, strict=True) if is_candidate(p)]
-            if len(positions) < FAST_PATH_MIN:
+            if len(positions) < least:
                 continue
             payloads = [frames[i].payload for i in positions]
         try:

@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
 
+import recorder.normalizer as normalizer
 from recorder.frames import IN, Frame
 from recorder.normalizer import _fast_paths, normalize
 
 T0 = 1_777_552_110_061_000_000
+
+
+@contextmanager
+def fast_paths_for_small_batches() -> Iterator[None]:
+    """Let the fast paths take batches of any size (the tests' batches are small), so both
+    paths can be compared on hand-made frames."""
+    saved = normalizer.FAST_BATCH_MIN, dict(normalizer.FAST_MIN_FRAMES)
+    normalizer.FAST_BATCH_MIN = 1
+    normalizer.FAST_MIN_FRAMES.update(dict.fromkeys(normalizer.FAST_MIN_FRAMES, 1))
+    try:
+        yield
+    finally:
+        normalizer.FAST_BATCH_MIN = saved[0]
+        normalizer.FAST_MIN_FRAMES.update(saved[1])
 
 
 def _value(v: Any) -> Any:

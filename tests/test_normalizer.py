@@ -216,3 +216,17 @@ def test_smd_handler_is_pure_function_of_frame() -> None:
     text = real("smd")[0]
     f = frame(text, 5)
     assert smd_rows(json.loads(text), "smd+265598", f) == smd_rows(json.loads(text), "x", f)
+
+
+def test_fast_paths_take_big_batches_only() -> None:
+    """A batch parse has a fixed cost: small batches (a quiet minute) go frame by frame, busy
+    ones take the smd and depth fast paths; both give the same rows (tests/test_*_batch.py)."""
+    from recorder.benchmark.frames import as_frames, mixed_payloads
+    from recorder.normalizer import _fast_paths
+
+    frames = as_frames(mixed_payloads(5_000, seed=5))
+    busy = _fast_paths(frames)
+    assert set(busy) == {"market_data", "depth"}
+    smd = sum(1 for f in frames if b'"topic":"smd+' in f.payload)
+    assert len(busy["market_data"].positions) == smd
+    assert _fast_paths(frames[:900]) == {}

@@ -6,12 +6,21 @@ paths gives the same tables, value for value, and plain ladders really go the fa
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recorder.benchmark.frames import as_frames, mixed_payloads
 from recorder.normalize.sbd_batch import normalize_sbd
-from tests.same_rows import assert_same, frames_of, taken
+from tests.same_rows import assert_same, fast_paths_for_small_batches, frames_of, taken
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _small_batches_take_the_fast_paths() -> Iterator[None]:
+    with fast_paths_for_small_batches():
+        yield
 
 LADDER = (b'{"topic":"sbd+DU1234567+265598","data":[{"row":0,"focus":0,"price":"271.68",'
           b'"ask":"30"},{"row":1,"focus":1,"price":"37 @ 271.62"},{"row":2,"focus":0,'

@@ -8,6 +8,9 @@ the map ``extra`` included), and checks the fast path really took the frames it 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -15,7 +18,13 @@ from recorder.benchmark.frames import as_frames, mixed_payloads
 from recorder.frames import OUT, Frame, event_frame
 from recorder.normalize.smd_batch import all_candidates, is_candidate, normalize_smd
 from tests.real_frames import real_frames
-from tests.same_rows import T0, assert_same, frames_of, taken
+from tests.same_rows import T0, assert_same, fast_paths_for_small_batches, frames_of, taken
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _small_batches_take_the_fast_paths() -> Iterator[None]:
+    with fast_paths_for_small_batches():
+        yield
 
 # --- real and simulator frames ---------------------------------------------------------------
 

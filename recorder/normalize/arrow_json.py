@@ -37,7 +37,16 @@ NUMBER: Final = r"^-?[0-9][0-9,]*(\.[0-9]+)?[KMB]?$"
 SPLITS: Final = 3
 _SUFFIXES: Final = pa.array(["K", "M", "B"])
 _EXPONENTS: Final = {"K": "e3", "M": "e6", "B": "e9"}
+# Arrow scalars, never Python values, as compute arguments: pyarrow converts a Python value
+# through a code path that tries to import python-dateutil on every call, which costs a
+# sys.path search each time where it is not installed.
 _NO_STRING: Final = pa.scalar(None, pa.string())
+TRUE: Final = pa.scalar(True)
+FALSE: Final = pa.scalar(False)
+NO_BOOL: Final = pa.scalar(None, pa.bool_())
+_NO_INT: Final = pa.scalar(None, pa.int64())
+_ONE: Final = pa.scalar(1, pa.int32())
+_EMPTY: Final = pa.scalar("")
 _READ: Final = pj.ReadOptions(use_threads=True, block_size=1 << 18)
 _PARSE: Final = pj.ParseOptions(newlines_in_values=False)
 
@@ -100,7 +109,7 @@ def to_float(values: Col, good: Col) -> pa.Array:
     Python's ``float(Decimal(...))`` round the exact decimal correctly, so they agree."""
     clean = pc.if_else(good, pc.replace_substring(values, ",", ""), _NO_STRING)
     last = pc.utf8_slice_codeunits(clean, -1)
-    suffixed = pc.fill_null(pc.is_in(last, value_set=_SUFFIXES), False)
+    suffixed = pc.fill_null(pc.is_in(last, value_set=_SUFFIXES), FALSE)
     if not pc.any(suffixed).as_py():
         return array(pc.cast(clean, pa.float64()))
     plain = pc.cast(pc.if_else(suffixed, _NO_STRING, clean), pa.float64())
@@ -108,7 +117,8 @@ def to_float(values: Col, good: Col) -> pa.Array:
     exponent = pc.utf8_slice_codeunits(scaled, -1)
     for letter, text in _EXPONENTS.items():
         exponent = pc.replace_substring(exponent, letter, text)
-    scaled = pc.binary_join_element_wise(pc.utf8_slice_codeunits(scaled, 0, -1), exponent, "")
+    scaled = pc.binary_join_element_wise(pc.utf8_slice_codeunits(scaled, 0, -1), exponent,
+                                         _EMPTY)
     return array(pc.replace_with_mask(plain, suffixed, pc.cast(scaled, pa.float64())))
 
 
@@ -132,7 +142,7 @@ class Columns:
         return None if col.type == pa.null() else array(col)
 
     def decline(self, mask: Col) -> None:
-        mask = pc.fill_null(mask, True)
+        mask = pc.fill_null(mask, TRUE)
         self.bad = mask if self.bad is None else pc.or_(self.bad, mask)
 
     def decline_rows(self, rows: Col) -> None:
@@ -158,10 +168,11 @@ class Columns:
         if col.type != pa.int64():
             self.decline(pc.is_valid(col))
             return None
-        outside = pc.fill_null(pc.or_(pc.less(col, low), pc.greater(col, high)), False)
+        outside = pc.fill_null(pc.or_(pc.less(col, pa.scalar(low, pa.int64())),
+                                      pc.greater(col, pa.scalar(high, pa.int64()))), FALSE)
         if pc.any(outside).as_py():  # declined; nulled so the column still casts
             self.decline(outside)
-            return array(pc.if_else(outside, pa.scalar(None, pa.int64()), col))
+            return array(pc.if_else(outside, _NO_INT, col))
         return col
 
     def numbers(self, columns: dict[str, pa.Array]) -> dict[str, pa.Array]:
@@ -173,7 +184,7 @@ class Columns:
                 values = array(pc.cast(col, pa.float64()))
                 finite = pc.is_finite(values)
                 if not pc.all(finite).as_py():
-                    self.decline(pc.fill_null(pc.invert(finite), False))
+                    self.decline(pc.fill_null(pc.invert(finite), FALSE))
                 result[key] = values
             elif col.type == pa.string():
                 strings.append((key, pc.is_valid(col), array(pc.drop_null(col))))
@@ -215,7 +226,7 @@ class Columns:
             keep = pc.and_(pc.is_valid(col), pc.invert(pc.is_in(col, value_set=BLANKS)))
             if not pc.any(keep).as_py():
                 continue
-            name = pc.if_else(keep, pa.scalar(key), _NO_STRING)
+            name = pc.if_else(keep, pa.array([key], pa.string())[0], _NO_STRING)
             value = pc.if_else(keep, col, _NO_STRING)
             if names is None or values is None or count is None:
                 names, values, count = name, value, pc.cast(keep, pa.int32())
@@ -224,7 +235,7 @@ class Columns:
                 count = pc.add(count, pc.cast(keep, pa.int32()))
         if names is None or values is None or count is None:
             return None
-        self.decline(pc.greater(count, 1))
+        self.decline(pc.greater(count, _ONE))
         has = pc.is_valid(names)
         offsets = pa.concat_arrays([pa.array([0], pa.int32()),
                                     array(pc.cumulative_sum(pc.cast(has, pa.int32())))])

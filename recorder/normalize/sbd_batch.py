@@ -25,7 +25,15 @@ from typing import Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recorder.normalize.arrow_json import Columns, FastRows, all_plain, cast, is_plain, read_parts
+from recorder.normalize.arrow_json import (
+    FALSE,
+    Columns,
+    FastRows,
+    all_plain,
+    cast,
+    is_plain,
+    read_parts,
+)
 from recorder.normalize.topics import sbd_topic
 from recorder.schema import arrow_schema
 
@@ -39,6 +47,8 @@ _SIZE_AT_PRICE: Final = rf"^{_PLAIN} @ {_PLAIN}$"
 _KNOWN: Final = frozenset({"row", "focus", "price", "bid", "ask"})
 _I32: Final = (-(2**31), 2**31 - 1)
 _NO_STRING: Final = pa.scalar(None, pa.string())
+_FIRST: Final = pa.scalar(0, pa.int64())
+_SECOND: Final = pa.scalar(1, pa.int64())
 
 _BANNED: Final = b"null"  # see recorder.normalize.arrow_json
 
@@ -106,13 +116,13 @@ def _part(parsed: pa.Table, recv_ts: Sequence[int], seqs: Sequence[int]
     if price is not None and price.type == pa.string():
         at = pc.fill_null(pc.match_substring(price, "@"), False)
         if pc.any(at).as_py():
-            good = pc.fill_null(pc.match_substring_regex(price, _SIZE_AT_PRICE), False)
+            good = pc.fill_null(pc.match_substring_regex(price, _SIZE_AT_PRICE), FALSE)
             rows.decline(pc.and_(at, pc.invert(good)))
             pair = pc.split_pattern(pc.filter(price, good), " @ ", max_splits=1)
             numeric["@size"] = pc.replace_with_mask(pa.nulls(rows.n, pa.string()), good,
-                                                    pc.list_element(pair, 0))
+                                                    pc.list_element(pair, _FIRST))
             numeric["@price"] = pc.replace_with_mask(pa.nulls(rows.n, pa.string()), good,
-                                                     pc.list_element(pair, 1))
+                                                     pc.list_element(pair, _SECOND))
             price = pc.if_else(at, _NO_STRING, price)
     if price is not None:
         numeric["price"] = price

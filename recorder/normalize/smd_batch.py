@@ -33,6 +33,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from recorder.normalize.arrow_json import (
+    FALSE,
+    NO_BOOL,
     NUMBER,
     Columns,
     FastRows,
@@ -54,6 +56,8 @@ _VOLUME: Final = ("7762", "87_raw", "87")  # by preference
 _TEXT: Final = {"55": 6, "6509": 24}
 _KNOWN: Final = frozenset({"topic", "_updated", "conid", "conidEx", "server_id", "6119",
                            "31", "error", *NUMERIC_FIELDS, *_VOLUME, *_TEXT})
+_C: Final = pa.scalar("C")
+_H: Final = pa.scalar("H")
 _BANNED: Final = b"["  # see recorder.normalize.arrow_json
 
 
@@ -116,7 +120,7 @@ class _Rows(Columns):
             if server_id is None:
                 server_id = marker
             else:
-                differs = pc.fill_null(pc.not_equal(server_id, marker), False)
+                differs = pc.fill_null(pc.not_equal(server_id, marker), FALSE)
                 if pc.any(differs).as_py():
                     self.decline(differs)
                 server_id = pc.coalesce(server_id, marker)
@@ -133,13 +137,13 @@ class _Rows(Columns):
         close_mark = halt_mark = None
         if last is not None and last.type == pa.string():
             head = pc.utf8_slice_codeunits(last, 0, 1)
-            close_mark, halt_mark = pc.equal(head, "C"), pc.equal(head, "H")
+            close_mark, halt_mark = pc.equal(head, _C), pc.equal(head, _H)
             prefixed = pc.or_(close_mark, halt_mark)
             if pc.any(prefixed).as_py():
                 body = pc.if_else(prefixed, pc.utf8_slice_codeunits(last, 1), last)
                 # "C" then a blank is not a blank: the per-frame path keeps it in extra
                 odd = pc.and_(prefixed, pc.invert(pc.match_substring_regex(body, NUMBER)))
-                self.decline(pc.fill_null(odd, False))
+                self.decline(pc.fill_null(odd, FALSE))
                 last = body
         if last is not None:
             numeric["31"] = last
@@ -153,12 +157,11 @@ class _Rows(Columns):
             price = numbers["31"]
             out[7] = price
             has = pc.is_valid(price)
-            none = pa.scalar(None, pa.bool_())
             if close_mark is None or halt_mark is None:
-                out[8] = out[9] = pc.if_else(has, False, none)
+                out[8] = out[9] = pc.if_else(has, FALSE, NO_BOOL)
             else:
-                out[8] = pc.if_else(has, close_mark, none)
-                out[9] = pc.if_else(has, halt_mark, none)
+                out[8] = pc.if_else(has, close_mark, NO_BOOL)
+                out[9] = pc.if_else(has, halt_mark, NO_BOOL)
         out[25] = self.extra(_KNOWN, arrow_schema("market_data").field("extra").type)
 
         schema = arrow_schema("market_data")
