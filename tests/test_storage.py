@@ -113,7 +113,7 @@ def test_rows_go_to_the_trading_day_of_their_recv_ts(tmp_path: Path) -> None:
 def test_parquet_error_rebuilds_from_journal(tmp_path: Path) -> None:
     frames = real_frames(3_000)
     disk = FullDisk(budget=10**9)
-    pipe = Pipeline(tmp_path, timezone=TZ, opener=disk)
+    pipe = Pipeline(tmp_path, timezone=TZ, opener=disk, min_flush_rows=1_000)
     pipe.write(frames[:1_500])
     disk.budget = 0  # the disk fills: the row group cannot be written
     pipe.flush()  # not raised: the journal holds the frames; the files will be rebuilt
