@@ -100,10 +100,14 @@ class SimGateway(WebsocketSide):
             self._certdir.cleanup()
             self._certdir = None
 
-    async def restart(self) -> None:
-        """Stop and start the server on the same port: open sockets drop, the session stays."""
+    async def restart(self, down_seconds: float = 0.0) -> None:
+        """Stop and start the server on the same port: open sockets drop, the session stays.
+        For ``down_seconds`` nothing listens (connections are refused), as while a real
+        gateway's process starts again."""
         self._abort_all()
         await self._stop_site()
+        if down_seconds > 0:
+            await asyncio.sleep(down_seconds)
         await self._start_site()
 
     def _write_cert(self) -> CertFiles:
