@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
 
 from recorder.runner import Recorder
 from recorder.sim import SimGateway, SimOptions
+from tests.faults_support import events
 from tests.recording import make_config, record_while, timeout
 
 WANTED = {"smd+265598", "sor", "spl"}
@@ -28,9 +30,11 @@ async def survive(
     *,
     compete: bool = False,
     expect_reconnect: bool = True,
+    **session: Any,
 ) -> tuple[SimGateway, list[str]]:
     async with SimGateway(SimOptions(seed=11, hb_interval=0.5, update_interval=0.1)) as gw:
-        config = make_config(gw, tmp_path, smd=("265598",), orders=True, pnl=True, compete=compete)
+        config = make_config(gw, tmp_path, smd=("265598",), orders=True, pnl=True, compete=compete,
+                             **session)
 
         async def scenario(rec: Recorder) -> None:
             await gw.wait_for(lambda: WANTED <= gw.subscriptions(), timeout(10))
@@ -123,3 +127,43 @@ def test_competing_session_taken_back_with_compete(tmp_path: Path) -> None:
 
     gw, recorded = asyncio.run(survive(tmp_path, fault, compete=True))
     assert gw.stats.ssodh_init_calls >= 1
+
+
+def test_a_close_1000_loop_without_sts_is_an_auth_loss(tmp_path: Path) -> None:
+    """The session expires while the socket is down, so no ``sts`` says so: the only sign is
+    that every new socket is closed 1000 before it authenticates. The recorder takes the first
+    such close as an auth loss and polls REST; it does not keep opening sockets until its next
+    tickle (a minute away here, as in the defaults)."""
+
+    async def fault(gw: SimGateway) -> None:
+        await gw.drop_connections()
+        gw.expire_session()  # no socket is open to get its sts
+        connects, tickles = gw.stats.ws_connects, gw.stats.tickle_calls
+        await gw.wait_for(lambda: gw.stats.tickle_calls >= tickles + 2
+                          or gw.stats.ws_connects >= connects + 3, timeout(10))
+        assert gw.stats.ws_connects == connects + 1, (
+            f"{gw.stats.ws_connects - connects} sockets opened into the close-1000 loop")
+        gw.restore_session()
+
+    gw, recorded = asyncio.run(survive(tmp_path, fault, tickle_seconds=60.0))
+    lost = [d for k, d in events(tmp_path) if k == "auth_lost"]
+    assert lost == [{"reason": "websocket closed 1000 before authentication"}]
+
+
+def test_rest_401_is_an_auth_loss_and_the_session_is_checked_again(tmp_path: Path) -> None:
+    """A 401 from REST while streaming (what a gateway answers once its session is gone)
+    makes the keeper stop calling the session ready and check it again at once."""
+
+    async def fault(gw: SimGateway) -> None:
+        faults, tickles = gw.stats.rest_faults, gw.stats.tickle_calls
+        gw.rest_fault(401, 1)
+        await gw.wait_for(lambda: gw.stats.rest_faults > faults, timeout(10))
+        await gw.wait_for(lambda: gw.stats.tickle_calls >= tickles + 2, timeout(10))
+
+    gw, recorded = asyncio.run(survive(tmp_path, fault, expect_reconnect=False))
+    assert gw.stats.ws_connects == 1, "a REST 401 alone does not cost the socket"
+    found = [(k, d) for k, d in events(tmp_path) if k in ("auth_lost", "auth_ok", "rest_error")]
+    assert ("auth_lost", {"reason": "REST 401"}) in found, f"the 401 was not an auth loss: {found}"
+    lost = found.index(("auth_lost", {"reason": "REST 401"}))
+    assert found[lost - 1][0] == "rest_error" and found[lost - 1][1]["status"] == 401
+    assert found[lost + 1] == ("auth_ok", {"competing": False}), "the session was not checked again"
