@@ -106,6 +106,43 @@ def test_twenty_kill_9_lose_at_most_flush_seconds_and_publish_once(tmp_path: Pat
     asyncio.run(main())
 
 
+def test_the_next_record_publishes_what_a_kill_9_left(tmp_path: Path) -> None:
+    """``recorder record`` replays what a killed run left in its folder before it records:
+    starting again after kill -9 publishes the killed run's frames, no ``recorder recover``."""
+    out = tmp_path / "data"
+
+    async def main() -> None:
+        async with SimGateway(SimOptions(seed=12, hb_interval=0.5, update_interval=0.05)) as gw:
+            gw.set_rate(300.0)
+            config = tmp_path / "day.toml"
+            config.write_text(config_text(gw, flush_seconds=FLUSH))
+            started = time.time_ns()
+            child = await spawn_record(config, out, tmp_path / "log1.txt")
+            try:
+                await _streaming(gw)
+                sent = len(gw.sent)
+                await gw.wait_for(lambda: len(gw.sent) >= sent + 300, timeout(10))
+                killed = time.time_ns()
+                await child.kill()
+                assert child.proc.returncode == -signal.SIGKILL, child.text()
+            finally:
+                await child.kill()
+            assert list((out / "_journal").glob("*.jnl")), "the killed run left no journal"
+            connects = gw.stats.ws_connects
+            child = await spawn_record(config, out, tmp_path / "log2.txt")
+            try:
+                await gw.wait_for(lambda: gw.stats.ws_connects > connects, timeout(20))
+                await _streaming(gw)
+                await _term(child)
+            finally:
+                await child.kill()
+            gw.set_rate(0)
+        assert _check_run(gw, raw_rows(out), Run(started, killed)) >= 100
+        assert not list(out.rglob("*.partial")) and not list(out.rglob("*.jnl"))
+
+    asyncio.run(main())
+
+
 async def _streaming(gw: SimGateway) -> None:
     await gw.wait_for(lambda: {"smd+265598", "sor", "spl"} <= gw.subscriptions(), timeout(20))
 
