@@ -79,6 +79,14 @@ class GatewayCore:
         except (ConnectionError, RuntimeError):
             conn.closed = True
             return
+        except asyncio.CancelledError:
+            # aiohttp writes an uncompressed frame to the transport before it awaits the drain,
+            # the only place a cancel can land: the frame is on its way, so it counts as sent
+            self._sent(conn, payload, topic)
+            raise
+        self._sent(conn, payload, topic)
+
+    def _sent(self, conn: Conn, payload: bytes, topic: str | None) -> None:
         self.stats.frames_sent += 1
         if self.options.record_traffic:
             self.sent.append(SentFrame(conn.conn_id, time.time_ns(), topic, payload))
