@@ -249,12 +249,7 @@ FAST_BATCH_MIN = 1_000
 # on this 2-core machine, measured (smd ~400 frames; sbd ~110 ladders of a dozen rows), with room.
 FAST_MIN_FRAMES: Final[dict[str, int]] = {"market_data": 500, "depth": 150}
 
-_FAST_PATHS: Final = (
-    ("market_data", b"smd+", smd_batch.all_candidates, smd_batch.is_candidate,
-     smd_batch.normalize_smd),
-    ("depth", b"sbd+", sbd_batch.all_candidates, sbd_batch.is_candidate,
-     sbd_batch.normalize_sbd),
-)
+_FAST_PATHS: Final = (smd_batch.PATH, sbd_batch.PATH)
 _TOPIC: Final = b'"topic":"s'  # smd+ and sbd+ both start so
 _TOPIC_AT: Final = len(_TOPIC) - 1
 _WINDOW: Final = 40
@@ -264,7 +259,7 @@ def _by_topic(frames: Sequence[Frame]) -> dict[bytes, list[int]]:
     """Positions of the ``in`` frames whose ``topic`` looks like ``smd+``/``sbd+`` (the fast
     paths check the parsed topic; this only sorts). Real frames carry the topic last (smd
     deltas) or first (ladders), so two short searches nearly always find it."""
-    found: dict[bytes, list[int]] = {path[1]: [] for path in _FAST_PATHS}
+    found: dict[bytes, list[int]] = {path.prefix: [] for path in _FAST_PATHS}
     for i, frame in enumerate(frames):
         if frame.direction != IN:
             continue
@@ -290,28 +285,29 @@ def _fast_paths(frames: Sequence[Frame]) -> dict[str, FastRows]:
     if len(frames) < FAST_BATCH_MIN:
         return results
     by_topic = _by_topic(frames)
-    for table, prefix, all_candidates, is_candidate, normalize_batch in _FAST_PATHS:
-        least = FAST_MIN_FRAMES[table]
-        positions = by_topic[prefix]
+    for path in _FAST_PATHS:
+        least = FAST_MIN_FRAMES[path.table]
+        positions = by_topic[path.prefix]
         if len(positions) < least:
             continue
         payloads = [frames[i].payload for i in positions]
-        if not all_candidates(payloads):
-            positions = [i for i, p in zip(positions, payloads, strict=True) if is_candidate(p)]
+        if not path.all_candidates(payloads):
+            positions = [i for i, p in zip(positions, payloads, strict=True)
+                         if path.is_candidate(p)]
             if len(positions) < least:
                 continue
             payloads = [frames[i].payload for i in positions]
         try:
-            result = normalize_batch(payloads, [frames[i].recv_ts_ns for i in positions],
-                                     [frames[i].seq for i in positions])
+            result = path.rows(payloads, [frames[i].recv_ts_ns for i in positions],
+                               [frames[i].seq for i in positions])
         except Exception:  # never let a fast path cost a frame: the slow path takes them all
-            log.exception("%s fast path failed; normalizing its frames one by one", table)
+            log.exception("%s fast path failed; normalizing its frames one by one", path.table)
             continue
         result.rebase(positions, len(frames))
         if claimed.intersection(result.positions):  # pragma: no cover - topics are exclusive
             continue  # should two paths ever claim one frame, the first keeps the batch
         claimed.update(result.positions)
-        results[table] = result
+        results[path.table] = result
     return results
 
 

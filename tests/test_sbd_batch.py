@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recorder.benchmark.frames import as_frames, mixed_payloads
-from recorder.normalize.sbd_batch import normalize_sbd
+from recorder.normalize.sbd_batch import PATH
 from tests.same_rows import assert_same, fast_paths_for_small_batches, frames_of, taken
 
 
@@ -68,7 +68,7 @@ def test_normalize_sbd_declines_rather_than_guesses() -> None:
     payloads = [LADDER, LADDER.replace(b'"37 @ 271.62"', b'"37 @ x"'),
                 b'{"topic":"sbd+A+1","data":[{"row":0,"price":"1","bid":true}]}',
                 b'{"topic":"smd+1","data":[{"row":0}]}']
-    batch = normalize_sbd(payloads, [1, 2, 3, 4], [1, 2, 3, 4])
+    batch = PATH.rows(payloads, [1, 2, 3, 4], [1, 2, 3, 4])
     assert batch.taken == [True, False, False, False]
     assert batch.table.column("size").to_pylist() == [None, 37.0, None]
     assert batch.table.column("price").to_pylist() == [271.68, 271.62, 271.62]

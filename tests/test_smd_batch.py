@@ -16,9 +16,11 @@ from hypothesis import strategies as st
 
 from recorder.benchmark.frames import as_frames, mixed_payloads
 from recorder.frames import OUT, Frame, event_frame
-from recorder.normalize.smd_batch import all_candidates, is_candidate, normalize_smd
+from recorder.normalize.smd_batch import PATH
 from tests.real_frames import real_frames
 from tests.same_rows import T0, assert_same, fast_paths_for_small_batches, frames_of, taken
+
+is_candidate, all_candidates, normalize_smd = PATH.is_candidate, PATH.all_candidates, PATH.rows
 
 
 @pytest.fixture(autouse=True, scope="module")

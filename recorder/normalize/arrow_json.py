@@ -23,12 +23,15 @@ still fails are declined.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Final, TypeAlias
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
+
+from recorder.schema import arrow_schema
 
 Col: TypeAlias = pa.Array | pa.ChunkedArray
 
@@ -270,3 +273,66 @@ class FastRows:
         self.taken = taken
         self.positions = [positions[i] for i in self.positions]
         self.row_frames = [positions[i] for i in self.row_frames]
+
+
+Part: TypeAlias = tuple[pa.Table, Sequence[int], list[str], list[bool] | None]
+"""What a fast path makes of one parsed part: ``(rows of its taken frames, each row's frame
+index in the part, every frame's topic, per frame whether it is taken (None: all are))``."""
+
+
+def fast_rows(schema: pa.Schema, payloads: Sequence[bytes], recv_ts_ns: Sequence[int],
+              seqs: Sequence[int],
+              build: Callable[[pa.Table, Sequence[int], Sequence[int]], Part | None]
+              ) -> FastRows:
+    """Read ``payloads`` in parts (:func:`read_parts`), ``build`` each part's rows (None: the
+    part is declined whole), and put the parts together."""
+    tables: list[pa.Table] = []
+    row_frames: list[int] = []
+    topics: list[str] = []
+    taken = [False] * len(payloads)
+    for start, parsed in read_parts(payloads):
+        end = start + parsed.num_rows
+        part = build(parsed, recv_ts_ns[start:end], seqs[start:end])
+        if part is None:
+            continue
+        table, rows_at, part_topics, ok = part
+        tables.append(table)
+        row_frames.extend(start + i for i in rows_at)
+        if ok is None:
+            taken[start:end] = [True] * (end - start)
+            topics.extend(part_topics)
+        else:
+            taken[start:end] = ok
+            topics.extend(t for t, keep in zip(part_topics, ok, strict=True) if keep)
+    if not tables:
+        return FastRows(schema.empty_table(), [], [], taken)
+    return FastRows(tables[0] if len(tables) == 1 else pa.concat_tables(tables), row_frames,
+                    topics, taken)
+
+
+@dataclass(frozen=True)
+class FastPath:
+    """One topic's fast path: which frames it may take and how it builds their rows."""
+
+    table: str  # the table its rows go to
+    prefix: bytes  # the topic's first bytes, ``smd+``
+    banned: bytes  # bytes no candidate may hold besides the plain grammar's
+    build: Callable[[pa.Table, Sequence[int], Sequence[int]], Part | None]
+
+    @property
+    def mark(self) -> bytes:
+        """Bytes every candidate holds."""
+        return b'"topic":"' + self.prefix
+
+    def is_candidate(self, payload: bytes) -> bool:
+        """Whether this path may take this ``in`` payload."""
+        return self.mark in payload and is_plain(payload, self.banned)
+
+    def all_candidates(self, payloads: Sequence[bytes]) -> bool:
+        """:meth:`is_candidate` for payloads that all hold :attr:`mark`, at once."""
+        return all_plain(payloads, self.banned)
+
+    def rows(self, payloads: Sequence[bytes], recv_ts_ns: Sequence[int],
+             seqs: Sequence[int]) -> FastRows:
+        """The rows of candidate ``payloads``, and which frames were taken."""
+        return fast_rows(arrow_schema(self.table), payloads, recv_ts_ns, seqs, self.build)

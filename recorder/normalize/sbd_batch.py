@@ -28,19 +28,15 @@ import pyarrow.compute as pc
 from recorder.normalize.arrow_json import (
     FALSE,
     Columns,
-    FastRows,
-    all_plain,
+    FastPath,
+    Part,
     cast,
-    is_plain,
-    read_parts,
 )
 from recorder.normalize.topics import sbd_topic
 from recorder.schema import arrow_schema
 
-__all__ = ["MARK", "all_candidates", "is_candidate", "normalize_sbd"]
+__all__ = ["PATH"]
 
-MARK: Final = b'"topic":"sbd+'
-"""Bytes every candidate holds."""
 
 _PLAIN: Final = r"-?[0-9][0-9,]*(\.[0-9]+)?[KMB]?"
 _SIZE_AT_PRICE: Final = rf"^{_PLAIN} @ {_PLAIN}$"
@@ -50,47 +46,9 @@ _NO_STRING: Final = pa.scalar(None, pa.string())
 _FIRST: Final = pa.scalar(0, pa.int64())
 _SECOND: Final = pa.scalar(1, pa.int64())
 
-_BANNED: Final = b"null"  # see recorder.normalize.arrow_json
 
 
-def is_candidate(payload: bytes) -> bool:
-    """Whether the fast path may take this ``in`` payload."""
-    return MARK in payload and is_plain(payload, _BANNED)
-
-
-def all_candidates(payloads: Sequence[bytes]) -> bool:
-    """:func:`is_candidate` for a list of payloads that all hold :data:`MARK`, at once."""
-    return all_plain(payloads, _BANNED)
-
-
-def normalize_sbd(
-    payloads: Sequence[bytes], recv_ts_ns: Sequence[int], seqs: Sequence[int]
-) -> FastRows:
-    """depth rows of candidate sbd ``payloads`` (see the module rules)."""
-    tables: list[pa.Table] = []
-    row_frames: list[int] = []
-    topics: list[str] = []
-    taken = [False] * len(payloads)
-    for start, parsed in read_parts(payloads):
-        end = start + parsed.num_rows
-        built = _part(parsed, recv_ts_ns[start:end], seqs[start:end])
-        if built is None:
-            continue
-        table, parents, topic, ok = built
-        tables.append(table)
-        row_frames.extend(start + p for p in parents)
-        for i, (name, keep) in enumerate(zip(topic, ok, strict=True)):
-            if keep:
-                taken[start + i] = True
-                topics.append(name)
-    if not tables:
-        return FastRows(arrow_schema("depth").empty_table(), [], [], taken)
-    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
-    return FastRows(table, row_frames, topics, taken)
-
-
-def _part(parsed: pa.Table, recv_ts: Sequence[int], seqs: Sequence[int]
-          ) -> tuple[pa.Table, list[int], list[str], list[bool]] | None:
+def _part(parsed: pa.Table, recv_ts: Sequence[int], seqs: Sequence[int]) -> Part | None:
     """``(rows of the taken frames, their frame index, every frame's topic, taken)``."""
     frame = Columns(parsed)
     topic = frame.column("topic")
@@ -156,3 +114,7 @@ def _part(parsed: pa.Table, recv_ts: Sequence[int], seqs: Sequence[int]
         table = table.filter(keep_rows)
         parents = pc.filter(parents, keep_rows)
     return table, parents.to_pylist(), topics, frame_ok
+
+
+PATH: Final = FastPath("depth", b"sbd+", b"null", _part)
+"""The fast path (``b"null"``: see :mod:`recorder.normalize.arrow_json`)."""

@@ -37,19 +37,15 @@ from recorder.normalize.arrow_json import (
     NO_BOOL,
     NUMBER,
     Columns,
-    FastRows,
-    all_plain,
+    FastPath,
+    Part,
     cast,
-    is_plain,
-    read_parts,
 )
 from recorder.normalize.market_data import NUMERIC_FIELDS, WIDTH
 from recorder.schema import arrow_schema
 
-__all__ = ["MARK", "all_candidates", "is_candidate", "normalize_smd"]
+__all__ = ["PATH"]
 
-MARK: Final = b'"topic":"smd+'
-"""Bytes every candidate holds."""
 
 _MS_MAX: Final = 253_402_300_799_999
 _VOLUME: Final = ("7762", "87_raw", "87")  # by preference
@@ -58,42 +54,14 @@ _KNOWN: Final = frozenset({"topic", "_updated", "conid", "conidEx", "server_id",
                            "31", "error", *NUMERIC_FIELDS, *_VOLUME, *_TEXT})
 _C: Final = pa.scalar("C")
 _H: Final = pa.scalar("H")
-_BANNED: Final = b"["  # see recorder.normalize.arrow_json
 
 
-def is_candidate(payload: bytes) -> bool:
-    """Whether the fast path may take this ``in`` payload."""
-    return MARK in payload and is_plain(payload, _BANNED)
-
-
-def all_candidates(payloads: Sequence[bytes]) -> bool:
-    """:func:`is_candidate` for a list of payloads that all hold :data:`MARK`, at once."""
-    return all_plain(payloads, _BANNED)
-
-
-def normalize_smd(
-    payloads: Sequence[bytes], recv_ts_ns: Sequence[int], seqs: Sequence[int]
-) -> FastRows:
-    """market_data rows of candidate smd ``payloads`` (see the module rules)."""
-    tables: list[pa.Table] = []
-    topics: list[str] = []
-    taken = [False] * len(payloads)
-    for start, parsed in read_parts(payloads):
-        end = start + parsed.num_rows
-        table, topic, ok = _Rows(parsed).build(recv_ts_ns[start:end], seqs[start:end])
-        if ok is None:
-            taken[start:end] = [True] * (end - start)
-        else:
-            table = table.filter(pa.array(ok, pa.bool_()))
-            topic = [t for t, keep in zip(topic, ok, strict=True) if keep]
-            taken[start:end] = ok
-        tables.append(table)
-        topics.extend(topic)
-    positions = [i for i, ok in enumerate(taken) if ok]
-    if not tables:
-        return FastRows(arrow_schema("market_data").empty_table(), [], [], taken)
-    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
-    return FastRows(table, positions, topics, taken)
+def _part(parsed: pa.Table, recv_ts: Sequence[int], seqs: Sequence[int]) -> Part:
+    table, topics, ok = _Rows(parsed).build(recv_ts, seqs)
+    if ok is None:
+        return table, range(table.num_rows), topics, None
+    kept = table.filter(pa.array(ok, pa.bool_()))
+    return kept, [i for i, keep in enumerate(ok) if keep], topics, ok
 
 
 class _Rows(Columns):
@@ -171,3 +139,7 @@ class _Rows(Columns):
         ok = pc.invert(self.bad).to_pylist() if self.any_bad() and self.bad is not None \
             else None
         return table, topic.to_pylist(), ok
+
+
+PATH: Final = FastPath("market_data", b"smd+", b"[", _part)
+"""The fast path (``b"["``: see :mod:`recorder.normalize.arrow_json`)."""
