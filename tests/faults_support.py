@@ -13,7 +13,7 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,8 +21,6 @@ from typing import Any
 import duckdb
 import orjson
 
-from recorder.config import Config
-from recorder.runner import Recorder, RunSummary
 from recorder.sim import SimGateway
 from tests.recording import timeout
 
@@ -157,26 +155,3 @@ def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
         yield path
     finally:
         subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
-
-
-async def record_in_process(
-    config: Config,
-    scenario: Callable[[Recorder], Awaitable[None]],
-    *,
-    queue_max: int = 10_000,
-) -> RunSummary:
-    """Run the real recorder in this process until ``scenario`` returns, then stop it cleanly
-    (as SIGTERM would). ``queue_max`` small makes storage's backpressure reach the socket."""
-    recorder = Recorder(config, queue_max=queue_max)
-    stop = asyncio.Event()
-    task = asyncio.create_task(recorder.run(stop))
-    try:
-        while recorder.multiplexer is None:
-            if task.done():
-                return task.result()
-            await asyncio.sleep(0.01)
-        await scenario(recorder)
-    finally:
-        stop.set()
-        summary = await asyncio.wait_for(task, timeout(15))
-    return summary

@@ -82,9 +82,12 @@ async def record_while(
     config: Config,
     scenario: Callable[[Recorder], Awaitable[None]],
     redactor: Redactor | None = None,
+    *,
+    queue_max: int = 10_000,
 ) -> RunSummary:
-    """Run the recorder until ``scenario`` returns, then stop it cleanly (as SIGTERM would)."""
-    recorder = Recorder(config, redactor=redactor)
+    """Run the recorder until ``scenario`` returns, then stop it cleanly (as SIGTERM would).
+    ``queue_max`` small makes storage's backpressure reach the socket."""
+    recorder = Recorder(config, redactor=redactor, queue_max=queue_max)
     stop = asyncio.Event()
     task = asyncio.create_task(recorder.run(stop))
     try:

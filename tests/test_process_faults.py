@@ -10,6 +10,7 @@ import asyncio
 import random
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -240,14 +241,23 @@ def _published_readable(out: Path) -> None:
     count_all(out)  # every published file opens: none is half-written
 
 
-@pytest.mark.parametrize("space_returns", [True, False], ids=["space-returns", "stays-full"])
-def test_full_disk(tmp_path: Path, space_returns: bool) -> None:
-    disk = tmp_path / "disk"
+@pytest.fixture
+def disk(tmp_path: Path) -> Iterator[Path]:
+    """An 8 MiB tmpfs for the full-disk tests (skipped where it cannot be mounted)."""
+    path = tmp_path / "disk"
     try:
-        mounted = small_tmpfs(disk, "8m")
+        mounted = small_tmpfs(path, "8m")
         mounted.__enter__()
     except MountRefused as exc:
         pytest.skip(f"cannot mount a small tmpfs for the full-disk test: {exc}")
+    try:
+        yield path
+    finally:
+        mounted.__exit__(None, None, None)
+
+
+@pytest.mark.parametrize("space_returns", [True, False], ids=["space-returns", "stays-full"])
+def test_full_disk(tmp_path: Path, disk: Path, space_returns: bool) -> None:
     out = disk / "data"
 
     async def main() -> None:
@@ -295,26 +305,16 @@ def test_full_disk(tmp_path: Path, space_returns: bool) -> None:
             row = compare("full-disk-stop", sent, peers, sid, read_tables(out))
             assert row.unexpected == 0 and row.recorded > 50, (row, log)
 
-    try:
-        asyncio.run(main())
-    finally:
-        mounted.__exit__(None, None, None)
+    asyncio.run(main())
 
 
 def test_a_disk_full_for_longer_than_the_heartbeat_timeout_costs_no_frame(
-        tmp_path: Path) -> None:
+        tmp_path: Path, disk: Path) -> None:
     """While storage cannot write, the reader waits (backpressure) and the socket's buffers
     fill; the dead-socket watchdog must not take that wait for a silent socket."""
     from recorder.runner import Recorder
-    from tests.faults_support import record_in_process
-    from tests.recording import make_config
+    from tests.recording import make_config, record_while
 
-    disk = tmp_path / "disk"
-    try:
-        mounted = small_tmpfs(disk, "8m")
-        mounted.__enter__()
-    except MountRefused as exc:
-        pytest.skip(f"cannot mount a small tmpfs for the full-disk test: {exc}")
     out = disk / "data"
 
     async def main() -> None:
@@ -340,7 +340,7 @@ def test_a_disk_full_for_longer_than_the_heartbeat_timeout_costs_no_frame(
                 gw.stall(600.0)
                 await asyncio.sleep(0.5)
 
-            await record_in_process(config, scenario, queue_max=200)
+            await record_while(config, scenario, queue_max=200)
             sent, peers, sid = list(gw.sent), dict(gw.peers), gw.session_id
         tables = read_tables(out)
         row = compare("full-disk-in-process", sent, peers, sid, tables)
@@ -348,7 +348,4 @@ def test_a_disk_full_for_longer_than_the_heartbeat_timeout_costs_no_frame(
         assert row.ok and row.gaps == 0, row
         assert row.recorded > 1000
 
-    try:
-        asyncio.run(main())
-    finally:
-        mounted.__exit__(None, None, None)
+    asyncio.run(main())
