@@ -291,15 +291,17 @@ def _fast_paths(frames: Sequence[Frame]) -> dict[str, FastRows]:
         if len(positions) < least:
             continue
         payloads = [frames[i].payload for i in positions]
-        if not path.all_candidates(payloads):
+        joined = b"\n".join(payloads)  # checked here, then parsed as it is
+        if not path.joined_candidates(joined, len(payloads)):
             positions = [i for i, p in zip(positions, payloads, strict=True)
                          if path.is_candidate(p)]
             if len(positions) < least:
                 continue
             payloads = [frames[i].payload for i in positions]
+            joined = b"\n".join(payloads)
         try:
             result = path.rows(payloads, [frames[i].recv_ts_ns for i in positions],
-                               [frames[i].seq for i in positions])
+                               [frames[i].seq for i in positions], joined)
         except Exception:  # never let a fast path cost a frame: the slow path takes them all
             log.exception("%s fast path failed; normalizing its frames one by one", path.table)
             continue

@@ -61,23 +61,25 @@ def is_plain(payload: bytes, banned: bytes = b"\\") -> bool:
             and b"\r" not in payload and banned not in payload)
 
 
-def all_plain(payloads: Sequence[bytes], banned: bytes = b"\\") -> bool:
-    """:func:`is_plain` for every payload at once (one pass over the joined bytes)."""
-    joined = b"\n".join(payloads)
+def joined_plain(joined: bytes, count: int, banned: bytes = b"\\") -> bool:
+    """:func:`is_plain` for every one of ``count`` payloads at once, given them joined by line
+    breaks (the bytes the reader will parse)."""
     return (joined.isascii() and b"\\" not in joined and b"\r" not in joined
-            and banned not in joined and joined.count(b"\n") == len(payloads) - 1)
+            and banned not in joined and joined.count(b"\n") == count - 1)
 
 
 def read_parts(payloads: Sequence[bytes], start: int = 0, end: int | None = None,
-               splits: int = SPLITS) -> list[tuple[int, pa.Table]]:
+               splits: int = SPLITS, joined: bytes | None = None) -> list[tuple[int, pa.Table]]:
     """``(first position, table)`` for each part of ``payloads`` Arrow could read, one row a
-    payload; positions of parts it could not read are in no part."""
+    payload; positions of parts it could not read are in no part. ``joined``: the payloads
+    from ``start`` to ``end`` already joined by line breaks, when the caller has them."""
     end = len(payloads) if end is None else end
     if start >= end:
         return []
+    if joined is None:
+        joined = b"\n".join(payloads[start:end])
     try:
-        table = pj.read_json(pa.py_buffer(b"\n".join(payloads[start:end])),
-                             read_options=_READ, parse_options=_PARSE)
+        table = pj.read_json(pa.py_buffer(joined), read_options=_READ, parse_options=_PARSE)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         table = None
     if table is not None and table.num_rows == end - start:
@@ -282,15 +284,16 @@ index in the part, every frame's topic, per frame whether it is taken (None: all
 
 def fast_rows(schema: pa.Schema, payloads: Sequence[bytes], recv_ts_ns: Sequence[int],
               seqs: Sequence[int],
-              build: Callable[[pa.Table, Sequence[int], Sequence[int]], Part | None]
-              ) -> FastRows:
-    """Read ``payloads`` in parts (:func:`read_parts`), ``build`` each part's rows (None: the
-    part is declined whole), and put the parts together."""
+              build: Callable[[pa.Table, Sequence[int], Sequence[int]], Part | None],
+              joined: bytes | None = None) -> FastRows:
+    """Read ``payloads`` in parts (:func:`read_parts`; ``joined``: them joined by line breaks,
+    if at hand), ``build`` each part's rows (None: the part is declined whole), and put the
+    parts together."""
     tables: list[pa.Table] = []
     row_frames: list[int] = []
     topics: list[str] = []
     taken = [False] * len(payloads)
-    for start, parsed in read_parts(payloads):
+    for start, parsed in read_parts(payloads, joined=joined):
         end = start + parsed.num_rows
         part = build(parsed, recv_ts_ns[start:end], seqs[start:end])
         if part is None:
@@ -330,9 +333,15 @@ class FastPath:
 
     def all_candidates(self, payloads: Sequence[bytes]) -> bool:
         """:meth:`is_candidate` for payloads that all hold :attr:`mark`, at once."""
-        return all_plain(payloads, self.banned)
+        return self.joined_candidates(b"\n".join(payloads), len(payloads))
 
-    def rows(self, payloads: Sequence[bytes], recv_ts_ns: Sequence[int],
-             seqs: Sequence[int]) -> FastRows:
-        """The rows of candidate ``payloads``, and which frames were taken."""
-        return fast_rows(arrow_schema(self.table), payloads, recv_ts_ns, seqs, self.build)
+    def joined_candidates(self, joined: bytes, count: int) -> bool:
+        """:meth:`all_candidates`, given the payloads joined by line breaks."""
+        return joined_plain(joined, count, self.banned)
+
+    def rows(self, payloads: Sequence[bytes], recv_ts_ns: Sequence[int], seqs: Sequence[int],
+             joined: bytes | None = None) -> FastRows:
+        """The rows of candidate ``payloads`` (``joined``: them joined by line breaks, if at
+        hand: the reader parses those bytes), and which frames were taken."""
+        return fast_rows(arrow_schema(self.table), payloads, recv_ts_ns, seqs, self.build,
+                         joined)
