@@ -12,8 +12,9 @@ Prints one JSON object with the keys of SPEC §9 (and the figures that explain t
 - ``bytes_per_frame``: every published Parquet file (all tables and raw) per frame.
 
 ``--quick`` is the 30-second smoke run ``scripts/test`` uses; its figures are rough.
+
+This package imports nothing itself: the recorder's child process
+(``python -m recorder.benchmark.children record``) must load what ``recorder record`` loads
+and no more (the simulator and the report, imported here, added ~18 MB to its RSS). The entry
+points are :func:`recorder.benchmark.report.run` and ``python -m recorder.benchmark``.
 """
-
-from recorder.benchmark.report import Plan, run
-
-__all__ = ["Plan", "run"]

@@ -140,9 +140,9 @@ async def run_record(url: str, cafile: str, out: Path) -> None:
 
     async def sample() -> None:
         while True:
-            mux, storage = recorder.multiplexer, recorder._storage
+            mux = recorder.multiplexer
             emit({"t": time.monotonic(), "frames_in": mux.frames_in if mux else 0,
-                  "queue": storage.queue_depth if storage else 0,
+                  "queue": recorder.queue_depth,
                   "ready": bool(mux and mux.authenticated)})
             await asyncio.sleep(SAMPLE_SECONDS)
 
