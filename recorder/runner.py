@@ -36,7 +36,7 @@ from recorder.redact import Redactor
 from recorder.session import GatewayApi, SessionKeeper, tls_context, ws_url
 from recorder.smh_slots import SmhScheduler
 from recorder.status import StatusReporter, StatusSnapshot
-from recorder.storage import Storage, StorageOptions
+from recorder.storage import Storage, StorageOptions, use_system_allocator
 from recorder.subscriptions import SubscriptionBook
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,12 @@ class Recorder:
         self.multiplexer: Multiplexer | None = None
         self.session: SessionKeeper | None = None
 
+    @property
+    def queue_depth(self) -> int:
+        """Frames and events waiting for storage (what the status line shows)."""
+        storage = self._storage
+        return (storage.queue_depth if storage else 0) + len(self._pending)
+
     # -- events ------------------------------------------------------------------------------
 
     def emit(self, kind: str, topic: str | None = None, detail: Any = None) -> None:
@@ -130,6 +136,7 @@ class Recorder:
         stop = stop or asyncio.Event()
         tls = tls_context(config.gateway)
         started = self._clock()
+        use_system_allocator()  # a long run: memory that stays flat (see the function)
         storage = Storage(
             StorageOptions(
                 dir=config.output.dir,
@@ -214,7 +221,7 @@ class Recorder:
                     "it; %d queued frames were not journaled. Once the disk is fixed, run "
                     "`recorder recover %s` to publish what the journal holds",
                     stats.last_error, STORAGE_STUCK_SECONDS,
-                    storage.queue_depth + len(self._pending), self.config.output.dir)
+                    self.queue_depth, self.config.output.dir)
                 task.cancel()
                 writer.cancel()
                 await asyncio.gather(task, writer, return_exceptions=True)

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from storage_frames import T0, FullDisk, real_frames, rows
@@ -14,7 +15,13 @@ from recorder.frames import Frame
 from recorder.journal import list_segments
 from recorder.normalizer import normalize
 from recorder.redact import Redactor
-from recorder.storage import Pipeline, Storage, StorageOptions
+from recorder.storage import (
+    Pipeline,
+    Storage,
+    StorageOptions,
+    malloc_trim,
+    use_system_allocator,
+)
 
 TZ = "America/New_York"
 
@@ -97,6 +104,32 @@ def test_row_groups_follow_flushes_and_size(tmp_path: Path) -> None:
     assert [pq.ParquetFile(raw).metadata.row_group(i).num_rows for i in range(2)] == [
         2_000, 3_000]
     assert raw_rows(tmp_path) == expected_raw(frames)
+
+
+def test_a_flush_gives_memory_back_once_enough_frames_went_through(tmp_path: Path) -> None:
+    trims: list[int] = []
+    frames = real_frames(5_000)
+    pipe = Pipeline(tmp_path, timezone=TZ, trim=lambda: trims.append(pipe.frames),
+                    trim_every_frames=2_000)
+    for start in range(0, 5_000, 1_000):
+        pipe.write(frames[start:start + 1_000])
+        pipe.flush()
+    pipe.close()
+    assert trims == [2_000, 4_000]  # at flushes only, never between them
+    assert raw_rows(tmp_path) == expected_raw(frames)
+
+
+def test_malloc_trim_runs_where_there_is_a_c_heap_to_trim() -> None:
+    malloc_trim()  # glibc here; a no-op where there is no malloc_trim, never an error
+
+
+def test_a_recording_process_allocates_arrow_memory_with_malloc() -> None:
+    before = pa.default_memory_pool()
+    try:
+        use_system_allocator()
+        assert pa.default_memory_pool().backend_name == "system"
+    finally:
+        pa.set_memory_pool(before)
 
 
 def test_rows_go_to_the_trading_day_of_their_recv_ts(tmp_path: Path) -> None:
