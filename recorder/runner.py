@@ -127,7 +127,10 @@ class Recorder:
             await self._pending_ready.wait()
             self._pending_ready.clear()
             while self._pending:
-                await storage.put(self._pending.popleft())
+                # Taken off the line only once storage has it: the pump is cancelled at
+                # stop, maybe mid-put, and the stop puts whatever is still waiting.
+                await storage.put(self._pending[0])
+                self._pending.popleft()
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -201,7 +204,8 @@ class Recorder:
 
         async def finish() -> None:
             while self._pending:
-                await storage.put(self._pending.popleft())
+                await storage.put(self._pending[0])
+                self._pending.popleft()
             await storage.close()
             await writer
 

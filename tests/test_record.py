@@ -183,3 +183,28 @@ def test_unanswered_smh_frees_its_slot_after_timeout(tmp_path: Path) -> None:
         assert answered == 5
 
     asyncio.run(main())
+
+
+def test_no_seq_is_lost_when_storage_is_always_full(tmp_path: Path) -> None:
+    """Frames (in and out) and the recorder's own events draw from one seq counter, so every
+    seq from 1 on must be in ``raw`` or ``events``: a missing one is a lost frame or event.
+    A one-frame queue is full nearly whenever the recorder emits an event, which then waits
+    in the runner's pending line instead of going straight in."""
+    out = tmp_path / "out"
+
+    async def main() -> None:
+        async with SimGateway(SimOptions(seed=3, hb_interval=0.2, update_interval=0.02)) as gw:
+            config = make_config(gw, out, orders=True, trades=True, pnl=True)
+
+            async def scenario(rec: Recorder) -> None:
+                await gw.wait_for(lambda: len(gw.sent) >= 400, timeout(10))
+
+            await record_while(config, scenario, queue_max=1)
+
+    asyncio.run(main())
+    seqs = {s for (s,) in duckdb.sql(
+        f"SELECT seq FROM read_parquet('{out}/raw/**/*.parquet') UNION "
+        f"SELECT seq FROM read_parquet('{out}/events/**/*.parquet')").fetchall()}
+    assert seqs == set(range(1, max(seqs) + 1))
+    kinds = event_kinds(out)
+    assert kinds[0] == "start" and "auth_ok" in kinds and "stop" in kinds[-3:]
