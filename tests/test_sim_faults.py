@@ -10,6 +10,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 
 from recorder.sim import SimGateway, SimOptions
+from recorder.sim.websocket import FULL_SPEED, PUMP_CHUNK
 from tests.test_sim_support import T, client_ssl, login, open_ws, recv_json, recv_until
 
 
@@ -162,6 +163,40 @@ def test_rate_and_burst_deliver_the_asked_number_of_frames() -> None:
                     await recv_json(ws, wait=0.3)
                     got += 1
             assert 250 <= got <= 350
+
+    asyncio.run(main())
+
+
+def test_full_speed_pump_lets_the_rest_of_the_simulator_run() -> None:
+    """At a rate no socket reaches, the pump sends at most PUMP_CHUNK frames a socket between
+    turns of the event loop, so another task (here one that only counts) keeps running."""
+
+    async def main() -> None:
+        opts = fast(hb_interval=50.0, update_interval=50.0, record_traffic=False)
+        async with SimGateway(opts) as gw, open_ws(gw) as ws:
+            await login(ws)
+            steps: list[int] = []
+
+            async def watch() -> None:
+                last = gw.stats.frames_sent
+                while True:
+                    await asyncio.sleep(0)
+                    steps.append(gw.stats.frames_sent - last)
+                    last = gw.stats.frames_sent
+
+            async def read() -> None:
+                while True:
+                    await ws.recv(decode=False)
+
+            watcher, reader = asyncio.create_task(watch()), asyncio.create_task(read())
+            base = gw.stats.frames_sent
+            gw.set_rate(FULL_SPEED)
+            await gw.wait_for(lambda: gw.stats.frames_sent - base >= 20_000, T)
+            gw.set_rate(0)
+            watcher.cancel()
+            reader.cancel()
+            await asyncio.gather(watcher, reader, return_exceptions=True)
+            assert max(steps) <= PUMP_CHUNK, f"the pump sent {max(steps)} frames in one turn"
 
     asyncio.run(main())
 

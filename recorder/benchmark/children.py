@@ -22,7 +22,7 @@ import asyncio
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
@@ -39,12 +39,8 @@ from recorder.config import (
     TradesConfig,
 )
 
-if TYPE_CHECKING:
-    from recorder.sim import SimGateway
-
 SAMPLE_SECONDS = 0.25
 ACCOUNT = "DU1234567"
-PUMP_CHUNK = 64
 QUIET_SECONDS = 3600.0  # the simulator's hb and update ticks: out of the way of the pump
 
 
@@ -83,49 +79,21 @@ def bench_config(url: str, cafile: str, out: Path) -> Config:
 
 async def run_sim() -> None:
     from recorder.sim import SimGateway, SimOptions
+    from recorder.sim.websocket import FULL_SPEED
 
     options = SimOptions(seed=1, tls=True, hb_interval=QUIET_SECONDS,
                          update_interval=QUIET_SECONDS, record_traffic=False, account=ACCOUNT)
     async with SimGateway(options) as gw:
         emit({"url": gw.url, "cafile": gw.cafile, "session_id": gw.session_id})
-        pump: asyncio.Task[None] | None = None
         async for line in commands():
             word, _, arg = line.partition(" ")
             if word == "rate":
-                if pump is not None:
-                    pump.cancel()
-                    await asyncio.gather(pump, return_exceptions=True)
-                    pump = None
-                gw.set_rate(0)
-                if arg == "full":
-                    pump = asyncio.create_task(full_speed(gw))
-                else:
-                    gw.set_rate(float(arg))
+                gw.set_rate(FULL_SPEED if arg == "full" else float(arg))
                 emit({"rate": arg})
             elif word == "stats":
                 emit({"frames_sent": gw.stats.frames_sent, "ws_connects": gw.stats.ws_connects})
             elif word == "quit":
                 return
-
-
-async def full_speed(gw: SimGateway) -> None:
-    """The simulator's load pool, as fast as the sockets take it.
-
-    ``gw.set_rate`` with a rate beyond reach would send its whole backlog without yielding
-    while the socket keeps up, starving the simulator's own event loop (and this process's
-    commands); this pump yields every :data:`PUMP_CHUNK` frames."""
-    from recorder.sim.load import frame_pool
-
-    pool = frame_pool(gw.options.seed, gw.options.account)
-    i = 0
-    while True:
-        live = [c for c in gw.conns.values() if c.authed and not c.closed]
-        for _ in range(PUMP_CHUNK):
-            payload, topic = pool[i % len(pool)]
-            i += 1
-            for conn in live:
-                await gw.send(conn, payload, topic)
-        await asyncio.sleep(0)
 
 
 # -- the recorder ----------------------------------------------------------------------------

@@ -40,6 +40,9 @@ from recorder.sim.protocol import (
 )
 from recorder.sim.rest import AuthState, session_from_cookie
 
+PUMP_CHUNK = 64  # frames the load pump sends between yields to the event loop
+FULL_SPEED = 1e12  # frames/s: a rate for set_rate that no socket reaches
+
 
 class WebsocketSide(GatewayCore):
     """Everything that happens on ``/v1/api/ws`` (a base of :class:`SimGateway`)."""
@@ -299,7 +302,8 @@ class WebsocketSide(GatewayCore):
     # ---- load -------------------------------------------------------------------------------
 
     def set_rate(self, frames_per_s: float, seconds: float | None = None) -> None:
-        """Send extra real-shaped frames at a steady rate to every logged-in socket; 0 stops."""
+        """Send extra real-shaped frames at a steady rate to every logged-in socket; 0 stops.
+        A rate beyond reach (:data:`FULL_SPEED`) sends as fast as the sockets take them."""
         self._start_pump(frames_per_s, None, seconds)
 
     def burst(self, frames: int, within_seconds: float) -> None:
@@ -332,6 +336,10 @@ class WebsocketSide(GatewayCore):
             if due <= 0:
                 await asyncio.sleep(min(0.005, 1 / rate))
                 continue
+            # At a rate beyond reach, due only grows while sends rarely wait (a fast reader);
+            # a step of at most PUMP_CHUNK frames keeps the rest of the simulator (REST,
+            # commands, other sockets) running meanwhile.
+            due = min(due, PUMP_CHUNK)
             live = [c for c in self.conns.values() if c.authed and not c.closed]
             for _ in range(due):
                 payload, topic = pool[i % len(pool)]
