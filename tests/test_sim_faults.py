@@ -11,7 +11,7 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 
 from recorder.sim import SimGateway, SimOptions
 from recorder.sim.websocket import FULL_SPEED, PUMP_CHUNK
-from tests.test_sim_support import T, client_ssl, login, open_ws, recv_json, recv_until
+from tests.test_sim_support import NO_HB, T, client_ssl, login, open_ws, recv_json, recv_until
 
 
 def fast(**kw: object) -> SimOptions:
@@ -56,7 +56,7 @@ def test_stall_sends_nothing_on_old_sockets_but_new_ones_work() -> None:
 
 def test_expire_session_sts_then_close_1000_and_rest_401_until_restored() -> None:
     async def main() -> None:
-        async with SimGateway(fast(hb_interval=5.0)) as gw, open_ws(gw) as ws:
+        async with SimGateway(fast(hb_interval=NO_HB)) as gw, open_ws(gw) as ws:
             await login(ws)
             gw.expire_session()
             frames = [await recv_json(ws) for _ in range(3)]
@@ -90,7 +90,7 @@ def test_expire_session_sts_then_close_1000_and_rest_401_until_restored() -> Non
 
 def test_compete_and_ssodh_init_with_compete_restores() -> None:
     async def main() -> None:
-        async with SimGateway(fast(hb_interval=5.0)) as gw, open_ws(gw) as ws:
+        async with SimGateway(fast(hb_interval=NO_HB)) as gw, open_ws(gw) as ws:
             await login(ws)
             gw.compete()
             frames = [await recv_json(ws) for _ in range(3)]
@@ -119,7 +119,7 @@ def test_compete_and_ssodh_init_with_compete_restores() -> None:
 
 def test_maintenance_restores_itself() -> None:
     async def main() -> None:
-        async with SimGateway(fast(hb_interval=5.0)) as gw:
+        async with SimGateway(fast(hb_interval=NO_HB)) as gw:
             gw.maintenance(0.3)
             async with open_ws(gw) as ws:
                 with pytest.raises(ConnectionClosed):
@@ -133,7 +133,8 @@ def test_maintenance_restores_itself() -> None:
 
 def test_bad_utf8_and_malformed_frames_arrive_as_text_bytes() -> None:
     async def main() -> None:
-        async with SimGateway(fast(hb_interval=5.0, update_interval=5.0)) as gw, open_ws(gw) as ws:
+        opts = fast(hb_interval=NO_HB, update_interval=5.0)
+        async with SimGateway(opts) as gw, open_ws(gw) as ws:
             await login(ws)
             gw.send_bad_utf8()
             raw = await asyncio.wait_for(ws.recv(decode=False), T)
@@ -203,7 +204,7 @@ def test_full_speed_pump_lets_the_rest_of_the_simulator_run() -> None:
 
 def test_rotate_certificate_and_restart_on_same_port() -> None:
     async def main() -> None:
-        async with SimGateway(fast(hb_interval=5.0)) as gw:
+        async with SimGateway(fast(hb_interval=NO_HB)) as gw:
             old = gw.cafile
             async with open_ws(gw) as ws:
                 await login(ws)

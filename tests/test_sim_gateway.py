@@ -13,7 +13,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 
 from recorder.sim import SimGateway, SimOptions
-from tests.test_sim_support import T, client_ssl, login, open_ws, recv_json, recv_until
+from tests.test_sim_support import NO_HB, T, client_ssl, login, open_ws, recv_json, recv_until
 
 
 def fast(**kw: object) -> SimOptions:
@@ -25,7 +25,7 @@ def fast(**kw: object) -> SimOptions:
 @pytest.mark.parametrize("cookie", ["plain", "json"])
 def test_cookie_login_burst_in_order(cookie: str) -> None:
     async def main() -> None:
-        async with SimGateway(fast(hb_interval=5.0)) as gw, open_ws(gw, cookie) as ws:
+        async with SimGateway(fast(hb_interval=NO_HB)) as gw, open_ws(gw, cookie) as ws:
             system, act, sts = await login(ws)
             assert system == {
                 "topic": "system",
@@ -43,7 +43,7 @@ def test_cookie_login_burst_in_order(cookie: str) -> None:
 
 def test_session_message_login_and_session_id_from_seed() -> None:
     async def main() -> None:
-        async with SimGateway(fast(hb_interval=5.0)) as gw, open_ws(gw, None) as ws:
+        async with SimGateway(fast(hb_interval=NO_HB)) as gw, open_ws(gw, None) as ws:
             assert len(gw.session_id) == 32 and int(gw.session_id, 16) >= 0
             assert await recv_json(ws) == {"message": "waiting for session"}
             await ws.send(orjson.dumps({"session": gw.session_id}).decode())
@@ -80,7 +80,7 @@ def test_heartbeats_share_a_gateway_wide_phase_and_tic_gets_four_replies() -> No
 
 def test_smd_snapshot_twice_then_deltas_and_server_ids_survive_reconnect() -> None:
     async def main() -> None:
-        async with SimGateway(fast(hb_interval=5.0)) as gw:
+        async with SimGateway(fast(hb_interval=NO_HB)) as gw:
             fields = ["31", "84", "86", "87", "83", "6509"]
             async with open_ws(gw) as ws:
                 await login(ws)
@@ -133,7 +133,7 @@ def test_smd_snapshot_twice_then_deltas_and_server_ids_survive_reconnect() -> No
 def test_smd_stream_expires_unless_resent() -> None:
     async def main() -> None:
         async with (
-            SimGateway(fast(hb_interval=5.0, smd_expiry_seconds=0.4)) as gw,
+            SimGateway(fast(hb_interval=NO_HB, smd_expiry_seconds=0.4)) as gw,
             open_ws(gw) as ws,
         ):
             await login(ws)
@@ -165,7 +165,7 @@ async def recv_reply(ws: ClientConnection, wait: float = T) -> dict[str, Any]:
 def test_smh_answers_with_server_id_and_holds_five_slots(over: str) -> None:
     async def main() -> None:
         async with (
-            SimGateway(fast(hb_interval=5.0, update_interval=5.0, smh_over_limit=over)) as gw,
+            SimGateway(fast(hb_interval=NO_HB, update_interval=5.0, smh_over_limit=over)) as gw,
             open_ws(gw) as ws,
         ):
             await login(ws)
@@ -200,7 +200,7 @@ def test_smh_answers_with_server_id_and_holds_five_slots(over: str) -> None:
 
 def test_sbd_sor_str_spl_and_bulletins() -> None:
     async def main() -> None:
-        opts = fast(hb_interval=5.0, orders_every_ticks=2, bulletin_every_ticks=3)
+        opts = fast(hb_interval=NO_HB, orders_every_ticks=2, bulletin_every_ticks=3)
         async with SimGateway(opts) as gw, open_ws(gw) as ws:
             await login(ws)
             await ws.send("sbd+DU1234567+265598+NASDAQ")
@@ -229,7 +229,7 @@ def test_sbd_sor_str_spl_and_bulletins() -> None:
 
 def test_rest_session_endpoints_and_401_when_expired() -> None:
     async def main() -> None:
-        async with SimGateway(fast(hb_interval=5.0)) as gw:
+        async with SimGateway(fast(hb_interval=NO_HB)) as gw:
             conn = aiohttp.TCPConnector(ssl=client_ssl(gw))
             async with aiohttp.ClientSession(gw.url + "/v1/api/", connector=conn) as http:
                 async with http.get("tickle") as r:
@@ -278,7 +278,7 @@ def test_rest_session_endpoints_and_401_when_expired() -> None:
 
 def test_plain_http_without_tls() -> None:
     async def main() -> None:
-        async with SimGateway(fast(tls=False, hb_interval=5.0)) as gw, open_ws(gw) as ws:
+        async with SimGateway(fast(tls=False, hb_interval=NO_HB)) as gw, open_ws(gw) as ws:
             assert gw.cafile is None and gw.ws_url.startswith("ws://127.0.0.1:")
             assert len(await login(ws)) == 3
 
@@ -287,7 +287,7 @@ def test_plain_http_without_tls() -> None:
 
 def test_tls_verifies_with_cafile_and_refuses_without() -> None:
     async def main() -> None:
-        async with SimGateway(fast(hb_interval=5.0)) as gw:
+        async with SimGateway(fast(hb_interval=NO_HB)) as gw:
             from websockets.asyncio.client import connect
 
             with pytest.raises(ssl.SSLCertVerificationError):
