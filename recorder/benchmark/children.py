@@ -59,11 +59,11 @@ async def commands() -> Any:
         yield line.strip()
 
 
-def bench_config(url: str, cafile: str, out: Path) -> Config:
+def bench_config(url: str, cafile: str, out: Path, rotate_seconds: float = 300.0) -> Config:
     """What the recorder subscribes to in the benchmark: quotes, depth, orders, trades, P&L."""
     return Config(
         gateway=GatewayConfig(url=url, cafile=cafile),
-        output=OutputConfig(dir=out, timezone="America/New_York"),
+        output=OutputConfig(dir=out, timezone="America/New_York", rotate_seconds=rotate_seconds),
         session=SessionConfig(tic_seconds=59.0, heartbeat_timeout_seconds=120.0,
                               reconnect_min_seconds=0.05, reconnect_max_seconds=0.5),
         smd=(SmdGroup(conids=("265598", "272093", "3691937", "208813720", "107113386")),),
@@ -99,10 +99,10 @@ async def run_sim() -> None:
 # -- the recorder ----------------------------------------------------------------------------
 
 
-async def run_record(url: str, cafile: str, out: Path) -> None:
+async def run_record(url: str, cafile: str, out: Path, rotate_seconds: float) -> None:
     from recorder.runner import Recorder
 
-    recorder = Recorder(bench_config(url, cafile, out))
+    recorder = Recorder(bench_config(url, cafile, out, rotate_seconds))
     stop = asyncio.Event()
     task = asyncio.create_task(recorder.run(stop))
 
@@ -179,11 +179,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cafile", default="")
     parser.add_argument("--session-id", default="")
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
+    parser.add_argument("--rotate-seconds", type=float, default=300.0)
     args = parser.parse_args(argv)
     if args.role == "sim":
         asyncio.run(run_sim())
     elif args.role == "record":
-        asyncio.run(run_record(args.url, args.cafile, args.out))
+        asyncio.run(run_record(args.url, args.cafile, args.out, args.rotate_seconds))
     else:
         asyncio.run(run_bare(args.url, args.cafile, args.session_id))
 

@@ -63,14 +63,17 @@ def _rate_between(samples: list[dict[str, Any]], start: float, end: float) -> fl
 
 
 def run_receiver(kind: str, rate: float, warmup: float, window: float, workdir: Path,
-                 log: IO[str]) -> ReceiverRun:
+                 log: IO[str], rotate_seconds: float = 300.0) -> ReceiverRun:
     sim = Child("sim", log=log)
     try:
         info = sim.wait_for(lambda line: "url" in line, 60)
         out = workdir / f"{kind}-{int(rate) or 'full'}"
         shutil.rmtree(out, ignore_errors=True)
         args = ["--url", info["url"], "--cafile", info["cafile"]]
-        args += ["--out", str(out)] if kind == "record" else ["--session-id", info["session_id"]]
+        if kind == "record":
+            args += ["--out", str(out), "--rotate-seconds", f"{rotate_seconds:g}"]
+        else:
+            args += ["--session-id", info["session_id"]]
         receiver = Child(kind, *args, log=log)
         child_samples: list[dict[str, Any]] = []
         try:
