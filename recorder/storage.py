@@ -73,7 +73,7 @@ ROW_GROUP_ROWS: Final = 100_000  # a buffer this big is written at once
 MIN_FLUSH_ROWS: Final = 10_000
 # After this many frames, a flush hands the C heap's free pages back to the system: see
 # :func:`malloc_trim`.
-TRIM_EVERY_FRAMES: Final = 250_000
+TRIM_EVERY_FRAMES: Final = 100_000
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,7 @@ def _find_malloc_trim() -> Callable[[], object]:
         trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
     except (OSError, AttributeError):  # not glibc (macOS, musl, Windows): nothing to do
         return lambda: None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     return lambda: trim(0)
 
 
@@ -99,9 +100,10 @@ def malloc_trim() -> None:
     elsewhere). ctypes releases the GIL for the call, which takes 3 to 20 ms.
 
     Arrow buffers, zstd contexts and big ``bytes`` come and go by the megabyte with every
-    write, from several threads; glibc keeps what they free, scattered over its arenas. In
-    ``scripts/bench`` at full speed the recorder's RSS crept from 196 to 231 MB over 2.1M
-    frames with the Arrow and Python heaps flat; trimming every 3 s held it at 156 to 183 MB."""
+    write, from several threads; glibc keeps what they free, scattered over its arenas.
+    Recording the simulator at full speed, the recorder's RSS crept from 196 to 231 MB over
+    2.1M frames while the Arrow pool and the Python objects stayed flat; trimming every 3 s
+    held it at 156 to 183 MB."""
     _MALLOC_TRIM()
 
 
@@ -325,8 +327,8 @@ class StorageOptions:
     rotate_seconds: float = 300.0
     flush_seconds: float = 1.0
     queue_max: int = 10_000
-    # Frames taken off the queue per write. A write's transient memory grows with it: at full
-    # speed 20,000 peaked at ~290 MB RSS in scripts/bench, 5,000 at ~250, for the same rate.
+    # Frames taken off the queue per write. A write's transient memory grows with it: in the
+    # bench's full-speed run 20,000 peaked at ~290 MB RSS, 5,000 at ~250, at the same rate.
     batch_max: int = 5_000
     retry_min_seconds: float = 0.1
     retry_max_seconds: float = 5.0
