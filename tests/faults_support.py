@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import orjson
 
 from recorder.sim import SimGateway
 from tests.recording import timeout
+from tests.storage_frames import rows
 
 RECORDER = (sys.executable, "-m", "recorder")
 
@@ -71,7 +71,7 @@ async def spawn(args: Sequence[str], log: Path, *, umask: int | None = None,
     err = open(log, "ab")  # noqa: ASYNC230
     out = open(stdout, "ab") if stdout is not None else err  # noqa: ASYNC230
     try:
-        preexec = (lambda: os.umask(umask)) if umask is not None else None  # type: ignore[misc]
+        preexec = (lambda: os.umask(umask)) if umask is not None else None
         proc = await asyncio.create_subprocess_exec(
             *RECORDER, *args, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
             preexec_fn=preexec)  # noqa: PLW1509 - only sets the umask
@@ -107,22 +107,22 @@ def raw_rows(out: Path) -> list[RawRow]:
     """Every published ``raw`` row (all directions), in ``recv_ts`` then ``seq`` order."""
     if not list((out / "raw").rglob("*.parquet")):
         return []
-    return [RawRow(int(ts), int(c), int(s), d, bytes(p)) for ts, c, s, d, p in duckdb.sql(
+    return [RawRow(int(ts), int(c), int(s), d, bytes(p)) for ts, c, s, d, p in rows(
         "SELECT epoch_ns(recv_ts), conn_id, seq, direction, payload"
-        f" FROM read_parquet('{out}/raw/**/*.parquet') ORDER BY recv_ts, seq").fetchall()]
+        f" FROM read_parquet('{out}/raw/**/*.parquet') ORDER BY recv_ts, seq")]
 
 
 def events(out: Path) -> list[tuple[str, Any]]:
     if not list((out / "events").rglob("*.parquet")):
         return []
-    return [(k, orjson.loads(d) if d else None) for k, d in duckdb.sql(
+    return [(k, orjson.loads(d) if d else None) for k, d in rows(
         f"SELECT kind, detail FROM read_parquet('{out}/events/**/*.parquet')"
-        " ORDER BY recv_ts, seq").fetchall()]
+        " ORDER BY recv_ts, seq")]
 
 
 def count_all(out: Path) -> int:
     """What a user's notebook runs while recording: every published file, every table."""
-    [(n,)] = duckdb.sql(f"SELECT count(*) FROM read_parquet('{out}/**/*.parquet')").fetchall()
+    [(n,)] = rows(f"SELECT count(*) FROM read_parquet('{out}/**/*.parquet')")
     return int(n)
 
 

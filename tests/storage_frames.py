@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import json
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import duckdb
 
@@ -55,7 +55,7 @@ class FullDisk:
         self.failures = 0
 
     def __call__(self, path: Path, mode: str) -> IO[bytes]:
-        return _LimitedFile(default_opener(path, mode), self)
+        return cast(IO[bytes], _LimitedFile(default_opener(path, mode), self))  # duck-typed
 
 
 class _LimitedFile:

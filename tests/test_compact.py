@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from storage_frames import T0, real_frames, rows
 
 from recorder.compact import compact_day, recover_compactions
 from recorder.frames import Frame
 from recorder.normalizer import normalize
 from recorder.recover import recover_dir
 from recorder.storage import Pipeline
+from tests.storage_frames import T0, real_frames, rows
 
 TZ = "America/New_York"
 DAY = "2026-04-30"

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from storage_frames import FullDisk, real_frames
 
 from recorder.frames import Frame
 from recorder.journal import (
@@ -18,6 +17,7 @@ from recorder.journal import (
     read_segment,
     segment_path,
 )
+from tests.storage_frames import FullDisk, real_frames
 
 
 def test_batches_read_back_exactly_in_order(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ sbd at all, smh with ``t``/``v``), the test builds a frame in the real shape and
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -66,7 +67,8 @@ def md(**values: Any) -> dict[str, Any]:
 # --- every real frame --------------------------------------------------------------------
 
 SEQ = {t: "frame_seq" if t == "depth" else "seq" for t in TABLES}
-EXPECTED_TABLE = {  # per file: the table each frame's rows land in (besides raw)
+# per file: the table each frame's rows land in (besides raw)
+EXPECTED_TABLE: dict[str, Sequence[str | None]] = {
     "act": ["events"],
     "errors": ["events"],
     "ntf": ["events"],  # malformed: invalid JSON as published

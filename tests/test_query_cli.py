@@ -9,10 +9,10 @@ import shutil
 from pathlib import Path
 
 from click.testing import CliRunner
-from storage_frames import T0, real_frames, rows
 
 from recorder.cli import cli
 from recorder.storage import Pipeline
+from tests.storage_frames import T0, real_frames, rows
 
 
 def recording(root: Path, frames_per_segment: int = 100) -> list:

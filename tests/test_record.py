@@ -9,27 +9,26 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import duckdb
-
 from recorder.config import SbdRequest, SmhRequest
 from recorder.runner import Recorder
 from recorder.sim import SimGateway, SimOptions
 from tests.recording import make_config, record_while, sim_frames_in, timeout
+from tests.storage_frames import rows
 
 
 def raw_rows(out: Path) -> list[tuple[int, int, str, bytes]]:
     return [
         (conn, seq, direction, bytes(payload))
-        for conn, seq, direction, payload in duckdb.sql(
+        for conn, seq, direction, payload in rows(
             f"SELECT conn_id, seq, direction, payload FROM read_parquet('{out}/raw/**/*.parquet')"
             " ORDER BY seq"
-        ).fetchall()
+        )
     ]
 
 
 def event_kinds(out: Path) -> list[str]:
-    return [k for (k,) in duckdb.sql(
-        f"SELECT kind FROM read_parquet('{out}/events/**/*.parquet') ORDER BY seq").fetchall()]
+    return [k for (k,) in rows(
+        f"SELECT kind FROM read_parquet('{out}/events/**/*.parquet') ORDER BY seq")]
 
 
 def test_all_six_topics_flow_byte_exact(tmp_path: Path) -> None:
@@ -59,15 +58,15 @@ def test_all_six_topics_flow_byte_exact(tmp_path: Path) -> None:
             assert first_unsub is not None, "the recorder never unsubscribed at stop"
             late = sum(1 for f in gw.sent if f.ts_ns >= first_unsub)
 
-        rows = raw_rows(tmp_path)
-        received = [payload for _, _, direction, payload in rows if direction == "in"]
+        recorded = raw_rows(tmp_path)
+        received = [payload for _, _, direction, payload in recorded if direction == "in"]
         assert received == [payload for _, payload in sent[: len(received)]]
         assert len(sent) - len(received) <= late
-        recorded_topics = {t for (t,) in duckdb.sql(
+        recorded_topics = {t for (t,) in rows(
             "SELECT DISTINCT split_part(topic, '+', 1)"
-            f" FROM read_parquet('{tmp_path}/raw/**/*.parquet') WHERE direction = 'in'").fetchall()}
+            f" FROM read_parquet('{tmp_path}/raw/**/*.parquet') WHERE direction = 'in'")}
         assert {"smd", "smh", "sbd", "sor", "str", "spl", "system", "act", "sts"} <= recorded_topics
-        sent_out = [p for _, _, d, p in rows if d == "out"]
+        sent_out = [p for _, _, d, p in recorded if d == "out"]
         assert b"sor+{}" in sent_out and b"spl+{}" in sent_out
         assert any(p.startswith(b"umh+") for p in sent_out)
 
@@ -202,9 +201,9 @@ def test_no_seq_is_lost_when_storage_is_always_full(tmp_path: Path) -> None:
             await record_while(config, scenario, queue_max=1)
 
     asyncio.run(main())
-    seqs = {s for (s,) in duckdb.sql(
+    seqs = {s for (s,) in rows(
         f"SELECT seq FROM read_parquet('{out}/raw/**/*.parquet') UNION "
-        f"SELECT seq FROM read_parquet('{out}/events/**/*.parquet')").fetchall()}
+        f"SELECT seq FROM read_parquet('{out}/events/**/*.parquet')")}
     assert seqs == set(range(1, max(seqs) + 1))
     kinds = event_kinds(out)
     assert kinds[0] == "start" and "auth_ok" in kinds and "stop" in kinds[-3:]

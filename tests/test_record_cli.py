@@ -9,13 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
 import pytest
 from click.testing import CliRunner
 
 from recorder.cli import cli
 from recorder.sim import SimGateway, SimOptions
 from tests.recording import timeout
+from tests.storage_frames import rows
 
 BAD_CONFIGS = {
     "unknown key": ("[session]\ntic_secs = 30\n", "session.tic_secs"),
@@ -96,9 +96,9 @@ def test_sigterm_exits_0_within_5_s_with_nothing_unflushed(tmp_path: Path) -> No
             assert "gateway session authenticated" in log, "INFO logs were captured"
             assert gw.session_id not in log, "the session id is a credential: never logged"
 
-        received = [bytes(p) for (p,) in duckdb.sql(
+        received = [bytes(p) for (p,) in rows(
             f"SELECT payload FROM read_parquet('{out}/raw/**/*.parquet') WHERE direction='in'"
-            " ORDER BY seq").fetchall()]
+            " ORDER BY seq")]
         # flush_seconds is 5 s: only a clean stop can have published all of this
         assert len(received) > 20
         assert received == sent[: len(received)]
@@ -123,10 +123,10 @@ def test_duration_stops_on_time_with_exit_0(tmp_path: Path) -> None:
     code, log = asyncio.run(main())
     assert code == 0, log
     assert "stopped by duration" in log
-    [(rows,)] = duckdb.sql(
+    [(count,)] = rows(
         f"SELECT count(*) FROM read_parquet('{tmp_path}/data/market_data/**/*.parquet')"
-    ).fetchall()
-    assert rows > 0
+    )
+    assert count > 0
 
 
 def test_dead_gateway_is_waited_for_not_fatal(tmp_path: Path) -> None:
@@ -145,10 +145,10 @@ def test_dead_gateway_is_waited_for_not_fatal(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
-    rows = duckdb.sql(
+    events = rows(
         f"SELECT kind, detail FROM read_parquet('{out}/events/**/*.parquet') ORDER BY seq"
-    ).fetchall()
-    failures = [detail for kind, detail in rows if kind == "rest_error"]
-    assert len(failures) >= 2, rows  # retried, not given up
+    )
+    failures = [detail for kind, detail in events if kind == "rest_error"]
+    assert len(failures) >= 2, events  # retried, not given up
     assert all("/tickle" in d for d in failures)
-    assert [k for k, _ in rows][-1] == "stop"
+    assert [k for k, _ in events][-1] == "stop"

@@ -8,20 +8,20 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 
 from recorder.runner import Recorder
 from recorder.sim import SimGateway, SimOptions, encode
 from tests.faults_support import events
 from tests.recording import make_config, record_while, timeout
+from tests.storage_frames import rows
 
 WANTED = {"smd+265598", "sor", "spl"}
 
 
 def kinds(out: Path) -> list[str]:
-    return [k for (k,) in duckdb.sql(
-        f"SELECT kind FROM read_parquet('{out}/events/**/*.parquet') ORDER BY seq").fetchall()]
+    return [k for (k,) in rows(
+        f"SELECT kind FROM read_parquet('{out}/events/**/*.parquet') ORDER BY seq")]
 
 
 async def survive(
@@ -101,9 +101,9 @@ def test_bad_bytes_do_not_drop_the_connection(tmp_path: Path, inject: str) -> No
     gw, recorded = asyncio.run(survive(tmp_path, fault, expect_reconnect=False))
     assert gw.stats.ws_connects == 1, "the bad frame must not cost a reconnect"
     assert recorded.count("connect") == 1
-    raw = [bytes(p) for (p,) in duckdb.sql(
+    raw = [bytes(p) for (p,) in rows(
         f"SELECT payload FROM read_parquet('{tmp_path}/raw/**/*.parquet') WHERE direction='in'"
-    ).fetchall()]
+    )]
     if inject == "send_bad_utf8":
         assert any(b"\x99" in p for p in raw), "the non-UTF-8 frame is kept byte for byte"
     assert "malformed" in recorded or inject == "send_bad_utf8"

@@ -11,14 +11,12 @@ import sys
 import time
 from pathlib import Path
 
-import duckdb
-from storage_frames import real_frames, rows
-
 from recorder.frames import Frame
 from recorder.journal import list_segments, segment_path
 from recorder.normalizer import normalize
 from recorder.recover import FolderBusy, recover_dir
 from recorder.storage import Pipeline
+from tests.storage_frames import real_frames, rows
 
 TZ = "America/New_York"
 CHILD = Path(__file__).parent / "storage_child.py"
@@ -140,7 +138,7 @@ def test_sigkill_at_random_moments_loses_only_the_last_flush(tmp_path: Path) -> 
         stop_at = time.monotonic() + rng.uniform(0.3, 1.2)
         while time.monotonic() < stop_at:
             if any(root.glob("**/*.parquet")):  # once a file exists, the glob always reads
-                duckdb.sql(f"SELECT count(*) FROM read_parquet('{root}/**/*.parquet')").fetchall()
+                rows(f"SELECT count(*) FROM read_parquet('{root}/**/*.parquet')")
             time.sleep(0.05)
         killed_at = time.time_ns()
         os.kill(proc.pid, signal.SIGKILL)

@@ -10,8 +10,8 @@ from recorder.runner import seconds_until
 NY = ZoneInfo("America/New_York")
 
 
-def at(*args: int) -> float:
-    return dt.datetime(*args, tzinfo=NY).timestamp()
+def at(year: int, month: int, day: int, hour: int, minute: int) -> float:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=NY).timestamp()
 
 
 def test_later_today() -> None:

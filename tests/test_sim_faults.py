@@ -75,7 +75,7 @@ def test_expire_session_sts_then_close_1000_and_rest_401_until_restored() -> Non
                     assert info.value.rcvd is not None and info.value.rcvd.code == 1000
             assert gw.stats.ws_closes_1000 == 3
             async with aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=client_ssl(gw))
+                connector=aiohttp.TCPConnector(ssl=client_ssl(gw) or True)
             ) as http:
                 async with http.post(gw.url + "/v1/api/iserver/auth/status") as r:
                     assert r.status == 401
@@ -98,7 +98,7 @@ def test_compete_and_ssodh_init_with_compete_restores() -> None:
             assert frames[-1]["args"] == {"authenticated": False}
             url = gw.url + "/v1/api/"
             async with aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=client_ssl(gw))
+                connector=aiohttp.TCPConnector(ssl=client_ssl(gw) or True)
             ) as http:
                 async with http.get(url + "tickle") as r:
                     auth = (await r.json())["iserver"]["authStatus"]

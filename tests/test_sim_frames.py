@@ -123,7 +123,7 @@ def test_value_encodings() -> None:
     assert market.quote(UNUSABLE_CONID).fields() == {"55": "-", "31": "N/A"}
     aapl = market.quote(265598).fields()
     assert isinstance(aapl["83"], float) and isinstance(aapl["87_raw"], float)
-    assert aapl["87"].endswith(("K", "M")) and "," in format_size(int(aapl["87_raw"]))
+    assert str(aapl["87"]).endswith(("K", "M")) and "," in format_size(int(aapl["87_raw"]))
     sub = SmdSub(265598, "265598", ("87", "31"), "q9", 0.0)
     _, second = sub.snapshot(market.quote(265598), 1)
     keys = list(parsed(second))
@@ -175,7 +175,7 @@ def test_sor_cancel_lifecycle_matches_the_live_seven_frames() -> None:
     assert executions == []
     assert [shape(parsed(f)) for f in frames] == [shape(f) for f in live]
     statuses = [parsed(f)["args"][0].get("status") for f in frames]
-    assert statuses == [s.get("args")[0].get("status") for s in live]
+    assert statuses == [s["args"][0].get("status") for s in live]
 
 
 def test_sor_fill_lifecycle_brings_executions_sent_twice() -> None:

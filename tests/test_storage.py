@@ -9,7 +9,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from storage_frames import T0, FullDisk, real_frames, rows
 
 from recorder.frames import Frame
 from recorder.journal import list_segments
@@ -22,6 +21,7 @@ from recorder.storage import (
     malloc_trim,
     use_system_allocator,
 )
+from tests.storage_frames import T0, FullDisk, real_frames, rows
 
 TZ = "America/New_York"
 

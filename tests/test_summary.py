@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from storage_frames import T0, real_payloads
 
 from recorder.frames import Frame, event_frame
 from recorder.storage import Pipeline
 from recorder.summary import Gap, NoRecording, summarize, to_dict, to_text
+from tests.storage_frames import T0, real_payloads
 
 S = 1_000_000_000
 

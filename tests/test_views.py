@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from storage_frames import T0, real_frames, real_payloads
 
 import recorder
 from recorder.frames import Frame
 from recorder.normalizer import normalize
 from recorder.schema import TABLES, arrow_schema
 from recorder.storage import Pipeline
+from tests.storage_frames import T0, real_frames, real_payloads
 
 TZ = "America/New_York"
 

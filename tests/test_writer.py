@@ -8,7 +8,6 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from storage_frames import FullDisk, rows
 
 from recorder import __version__
 from recorder.writer import (
@@ -20,6 +19,7 @@ from recorder.writer import (
     split_by_date,
     write_file,
 )
+from tests.storage_frames import FullDisk, rows
 
 SCHEMA = pa.schema([("recv_ts", pa.timestamp("ns", tz="UTC")), ("seq", pa.int64()),
                     ("topic", pa.string())])
