@@ -1,7 +1,8 @@
 """Compaction: one sorted file per table per day, swapped in without a visible seam.
 
 For each table, the day's published files (``DIR/<table>/date=D/*.parquet``) are merged,
-sorted by ``recv_ts`` (then ``seq``) and written into a staging folder beside the partition,
+sorted by ``recv_ts`` (then ``seq``) and written into a staging folder beside the partition
+(a group of files whose times overlap at a time, so a day never has to fit in memory),
 ``DIR/<table>/.compact-D/``; then the two folders are exchanged in one atomic
 ``renameat2(RENAME_EXCHANGE)`` (Linux), so a reader of the views sees either all the old
 files or the one new file, never both, never neither.
@@ -27,17 +28,20 @@ import fcntl
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Final
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from recorder.journal import JOURNAL_DIR, Opener, default_opener, fsync_dir, list_segments
-from recorder.writer import file_metadata, partition_dir, write_file
+from recorder.writer import PartialFile, file_metadata, partition_dir
 
 INTENT_DIR: Final = "_compact"
+ROW_GROUP_ROWS: Final = 500_000  # the output's row groups; also what one write holds
 _AT_FDCWD: Final = -100
 _RENAME_EXCHANGE: Final = 2
 
@@ -178,12 +182,73 @@ def recover_compactions(root: Path) -> int:
         lock.release()
 
 
-def _merge(paths: list[Path]) -> pa.Table:
+def overlapping_groups(spans: Sequence[tuple[int, int]]) -> list[list[int]]:
+    """Files (as indices of ``spans``, each file's lowest and highest ``recv_ts``) in groups
+    whose spans overlap or touch, the groups in time order: every row of a group sorts before
+    every row of the next, so groups can be sorted one at a time and written one after the
+    other. Consecutive journal segments do not overlap, so a group is nearly always one file."""
+    groups: list[list[int]] = []
+    end = 0
+    for i in sorted(range(len(spans)), key=lambda i: spans[i]):
+        low, high = spans[i]
+        if groups and low <= end:  # equal recv_ts across files: seq decides, merge them
+            groups[-1].append(i)
+            end = max(end, high)
+        else:
+            groups.append([i])
+            end = high
+    return groups
+
+
+def _span(path: Path) -> tuple[int, int]:
+    stamps = pq.read_table(path, columns=["recv_ts"]).column("recv_ts")
+    low, high = pc.min_max(stamps).values()
+    return low.value, high.value
+
+
+def _sorted_rows(paths: list[Path], schema: pa.Schema) -> pa.Table:
     tables = [pq.read_table(p).replace_schema_metadata(None) for p in paths]
-    rows = pa.concat_tables(tables, promote_options="permissive")
+    rows = pa.concat_tables([schema.empty_table(), *tables], promote_options="permissive")
+    rows = rows.select(schema.names).cast(schema)
     keys = [("recv_ts", "ascending")] + [(c, "ascending") for c in ("seq", "frame_seq", "row")
                                           if c in rows.column_names]
     return rows.sort_by(keys)
+
+
+def _write_merged(paths: list[Path], final: Path, opener: Opener) -> int:
+    """Merge ``paths`` into ``final`` sorted by ``recv_ts`` (then ``seq``), holding one group of
+    overlapping files (:func:`overlapping_groups`) in memory at a time, not the whole day;
+    rows written."""
+    schema = pa.unify_schemas([pq.read_schema(p).remove_metadata() for p in paths],
+                              promote_options="permissive")
+    part = PartialFile(final, schema, opener, file_metadata())
+    total = 0
+    pending: list[pa.Table] = []
+    pending_rows = 0
+    try:
+        for group in overlapping_groups([_span(p) for p in paths]):
+            rows = _sorted_rows([paths[i] for i in group], schema)
+            pending.append(rows)
+            pending_rows += rows.num_rows
+            total += rows.num_rows
+            if pending_rows >= ROW_GROUP_ROWS:
+                _write_groups(part, pending)
+                pending, pending_rows = [], 0
+        _write_groups(part, pending)
+        if part.finish():
+            part.publish()
+            fsync_dir(final.parent)
+    except BaseException:
+        part.abort()
+        raise
+    return total
+
+
+def _write_groups(part: PartialFile, tables: list[pa.Table]) -> None:
+    if tables:
+        rows = pa.concat_tables(tables)
+        for batch in rows.to_batches(max_chunksize=ROW_GROUP_ROWS):
+            part.write(pa.Table.from_batches([batch]))
 
 
 def compact_table(root: Path, table: str, date: str,
@@ -196,21 +261,20 @@ def compact_table(root: Path, table: str, date: str,
     inputs = sorted(p for p in live.glob("*.parquet") if segment_of(p.name) not in busy)
     if len(inputs) < 2:
         return 0, 0
-    rows = _merge(inputs)
     seqs = [s for s in (segment_of(p.name) for p in inputs) if s is not None]
     first_time = inputs[0].name.removeprefix(f"{table}-").split("-")[0]
     output = f"{table}-{first_time}-{min(seqs, default=0)}-{max(seqs, default=0)}.parquet"
     stage = stage_dir(root, table, date)
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir()
-    write_file(stage / output, rows, opener, file_metadata())
+    written = _write_merged(inputs, stage / output, opener)
     fsync_dir(root / table)
     intent_path = root / INTENT_DIR / f"{table}-{date}.json"
     _write_json_atomically(intent_path, {"table": table, "date": date, "output": output,
                                          "inputs": [p.name for p in inputs]})
     _swap(root, table, date)
     _finish(root, intent_path, json.loads(intent_path.read_text()))
-    return len(inputs), rows.num_rows
+    return len(inputs), written
 
 
 def compact_day(root: Path, date: str, opener: Opener = default_opener) -> CompactReport:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from recorder.compact import compact_day, recover_compactions
+from recorder.compact import compact_day, overlapping_groups, recover_compactions
 from recorder.frames import Frame
 from recorder.normalizer import normalize
 from recorder.recover import recover_dir
@@ -69,6 +69,36 @@ def test_one_sorted_file_per_table(day: tuple[Path, list[Frame]], tmp_path: Path
     assert pq.ParquetFile(raw).schema_arrow.metadata[b"recorder.version"]
     assert not list(root.glob("*/.compact-*")) and not list(root.glob("_compact/*.json"))
     assert compact_day(root, DAY).tables == {}  # nothing left to merge
+
+
+@pytest.mark.parametrize(("spans", "groups"), [
+    ([(1, 2), (3, 4), (5, 6)], [[0], [1], [2]]),  # consecutive segments: one file a group
+    ([(5, 6), (1, 2), (3, 4)], [[1], [2], [0]]),  # in time order, not name order
+    ([(1, 4), (3, 6), (7, 8)], [[0, 1], [2]]),  # overlapping
+    ([(1, 3), (3, 5)], [[0, 1]]),  # touching: equal recv_ts, seq decides across the two
+    ([(1, 10), (2, 3), (4, 5), (11, 12)], [[0, 1, 2], [3]]),  # one file spanning others
+    ([], []),
+])
+def test_files_whose_times_overlap_are_merged_together(
+        spans: list[tuple[int, int]], groups: list[list[int]]) -> None:
+    assert overlapping_groups(spans) == groups
+
+
+def test_overlapping_segments_still_come_out_in_time_order(tmp_path: Path) -> None:
+    """Segment 2's frames fall between segment 1's (a clock stepped back, a replay): the two
+    files are sorted together; a third, later one is written after them as it is."""
+    first = real_frames(300, start_ns=T0, step_ns=2_000_000)
+    second = real_frames(300, start_ns=T0 + 1_000_000, step_ns=2_000_000, first_seq=301)
+    third = real_frames(300, start_ns=T0 + 10**10, first_seq=601)
+    root = tmp_path / "data"
+    record(root, first + second + third, per_segment=300)
+    report = compact_day(root, DAY)
+    assert report.tables["raw"] == (3, 900)
+    raw = next((root / "raw" / f"date={DAY}").glob("*.parquet"))
+    got = pq.read_table(raw, columns=["recv_ts", "seq"])
+    want = sorted((f.recv_ts_ns, f.seq) for f in first + second + third)
+    assert list(zip(got.column("recv_ts").cast("int64").to_pylist(),
+                    got.column("seq").to_pylist(), strict=True)) == want
 
 
 def test_files_of_a_live_segment_are_left_alone(tmp_path: Path) -> None:
