@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from recorder.journal import Opener, default_opener, fsync_dir
+from recorder.journal import Opener, default_opener
 
 PARTIAL: Final = ".partial"
 COMPRESSION: Final = "zstd"
@@ -173,19 +173,3 @@ class PartialFile:
             except OSError:
                 pass
         self.partial_path.unlink(missing_ok=True)
-
-
-def write_file(final_path: Path, rows: pa.Table, opener: Opener = default_opener,
-               metadata: dict[bytes, bytes] | None = None,
-               row_group_rows: int = 1_000_000) -> None:
-    """Write ``rows`` to ``final_path`` atomically: partial, fsync, rename, fsync folder."""
-    part = PartialFile(final_path, rows.schema, opener, metadata)
-    try:
-        for batch in rows.to_batches(max_chunksize=row_group_rows):
-            part.write(pa.Table.from_batches([batch]))
-        if part.finish():
-            part.publish()
-            fsync_dir(final_path.parent)
-    except BaseException:
-        part.abort()
-        raise

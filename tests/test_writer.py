@@ -17,7 +17,6 @@ from recorder.writer import (
     hhmmss,
     partition_dir,
     split_by_date,
-    write_file,
 )
 from tests.storage_frames import FullDisk, rows
 
@@ -91,9 +90,15 @@ def test_full_disk_leaves_nothing_visible(tmp_path: Path) -> None:
     final = tmp_path / "raw" / "date=2026-04-30" / "raw-000000-1.parquet"
     disk = FullDisk(budget=2_000)
     big = table(list(range(MIDNIGHT_NY, MIDNIGHT_NY + 20_000)))
+    part = PartialFile(final, SCHEMA, opener=disk, metadata=META)
     with pytest.raises(OSError, match="No space left"):
-        write_file(final, big, opener=disk, metadata=META)
+        part.write(big)
+        part.finish()
+    part.abort()
     assert disk.failures >= 1
     assert list(tmp_path.glob("**/*.parquet*")) == []
-    write_file(final, big, metadata=META)
+    part = PartialFile(final, SCHEMA, metadata=META)
+    part.write(big)
+    assert part.finish()
+    part.publish()
     assert rows(f"SELECT count(*), max(seq) FROM '{final}'") == [(20_000, 20_000)]
