@@ -281,7 +281,6 @@ def _fast_paths(frames: Sequence[Frame]) -> dict[str, FastRows]:
     """Per table, what its fast path made of this batch (positions are in ``frames``); a
     table is missing when its topic has too few frames here to be worth a batch parse."""
     results: dict[str, FastRows] = {}
-    claimed: set[int] = set()
     if len(frames) < FAST_BATCH_MIN:
         return results
     by_topic = _by_topic(frames)
@@ -305,10 +304,7 @@ def _fast_paths(frames: Sequence[Frame]) -> dict[str, FastRows]:
         except Exception:  # never let a fast path cost a frame: the slow path takes them all
             log.exception("%s fast path failed; normalizing its frames one by one", path.table)
             continue
-        result.rebase(positions, len(frames))
-        if claimed.intersection(result.positions):  # pragma: no cover - topics are exclusive
-            continue  # should two paths ever claim one frame, the first keeps the batch
-        claimed.update(result.positions)
+        result.rebase(positions)  # _by_topic puts each frame under one topic: no frame twice
         results[path.table] = result
     return results
 

@@ -69,7 +69,7 @@ def test_normalize_sbd_declines_rather_than_guesses() -> None:
                 b'{"topic":"sbd+A+1","data":[{"row":0,"price":"1","bid":true}]}',
                 b'{"topic":"smd+1","data":[{"row":0}]}']
     batch = PATH.rows(payloads, [1, 2, 3, 4], [1, 2, 3, 4])
-    assert batch.taken == [True, False, False, False]
+    assert batch.positions == [0]
     assert batch.table.column("size").to_pylist() == [None, 37.0, None]
     assert batch.table.column("price").to_pylist() == [271.68, 271.62, 271.62]
     assert batch.table.column("bid_size").to_pylist() == [None, None, 1231.0]

@@ -20,7 +20,11 @@ from recorder.normalize.smd_batch import PATH
 from tests.real_frames import real_frames
 from tests.same_rows import T0, assert_same, fast_paths_for_small_batches, frames_of, taken
 
-is_candidate, all_candidates, normalize_smd = PATH.is_candidate, PATH.all_candidates, PATH.rows
+is_candidate, normalize_smd = PATH.is_candidate, PATH.rows
+
+
+def all_candidates(payloads: list[bytes]) -> bool:
+    return PATH.joined_candidates(b"\n".join(payloads), len(payloads))
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -116,7 +120,7 @@ def test_normalize_smd_declines_rather_than_guesses() -> None:
                 b'{"topic":"smd+1","server_id":"q1","6119":"q2"}',
                 b'{"topic":"smd+1","6508":"a","6510":"b"}', b'{"topic":"smd+1","87_raw":NaN}']
     batch = normalize_smd(payloads, list(range(7)), list(range(7)))
-    assert batch.taken == [True, False, False, False, False, False, False]
+    assert batch.positions == [0]
     assert batch.table.column("bid").to_pylist() == [1.5]
     assert batch.topics == ["smd+1"]
 

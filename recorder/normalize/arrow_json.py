@@ -256,26 +256,20 @@ class FastRows:
     """What a fast path made of a batch.
 
     ``table``: rows of the frames it took, in input order; ``row_frames``: the input position
-    of each row's frame; ``positions``: the taken frames' positions; ``topics``: their
-    ``topic`` values, in the same order; ``taken``: per input frame, whether its rows are in
-    ``table`` (the caller normalizes the others frame by frame)."""
+    of each row's frame; ``positions``: the taken frames' positions (the caller normalizes
+    the others frame by frame); ``topics``: their ``topic`` values, in the same order."""
 
-    __slots__ = ("positions", "row_frames", "table", "taken", "topics")
+    __slots__ = ("positions", "row_frames", "table", "topics")
 
     def __init__(self, table: pa.Table, row_frames: list[int], topics: list[str],
                  taken: list[bool]) -> None:
         self.table = table
         self.row_frames = row_frames
         self.topics = topics
-        self.taken = taken
         self.positions = [i for i, ok in enumerate(taken) if ok]
 
-    def rebase(self, positions: Sequence[int], size: int) -> None:
+    def rebase(self, positions: Sequence[int]) -> None:
         """Make positions refer to a larger batch: ``positions[i]`` is input ``i``'s place."""
-        taken = [False] * size
-        for i in self.positions:
-            taken[positions[i]] = True
-        self.taken = taken
         self.positions = [positions[i] for i in self.positions]
         self.row_frames = [positions[i] for i in self.row_frames]
 
@@ -334,12 +328,9 @@ class FastPath:
         """Whether this path may take this ``in`` payload."""
         return self.mark in payload and is_plain(payload, self.banned)
 
-    def all_candidates(self, payloads: Sequence[bytes]) -> bool:
-        """:meth:`is_candidate` for payloads that all hold :attr:`mark`, at once."""
-        return self.joined_candidates(b"\n".join(payloads), len(payloads))
-
     def joined_candidates(self, joined: bytes, count: int) -> bool:
-        """:meth:`all_candidates`, given the payloads joined by line breaks."""
+        """:meth:`is_candidate` at once for ``count`` payloads that all hold :attr:`mark`,
+        given them joined by line breaks."""
         return joined_plain(joined, count, self.banned)
 
     def rows(self, payloads: Sequence[bytes], recv_ts_ns: Sequence[int], seqs: Sequence[int],
