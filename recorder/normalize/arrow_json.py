@@ -36,14 +36,15 @@ from recorder.schema import arrow_schema
 Col: TypeAlias = pa.Array | pa.ChunkedArray
 
 BLANKS: Final = pa.array(["", "N/A", "-", "n/a", "NA"])
-NUMBER: Final = r"^-?[0-9][0-9,]*(\.[0-9]+)?[KMB]?$"
+PLAIN_NUMBER: Final = r"-?[0-9][0-9,]*(\.[0-9]+)?[KMB]?"  # the display-number grammar
+NUMBER: Final = rf"^{PLAIN_NUMBER}$"
 SPLITS: Final = 3
 _SUFFIXES: Final = pa.array(["K", "M", "B"])
 _EXPONENTS: Final = {"K": "e3", "M": "e6", "B": "e9"}
 # Arrow scalars, never Python values, as compute arguments: pyarrow converts a Python value
 # through a code path that tries to import python-dateutil on every call, which costs a
 # sys.path search each time where it is not installed.
-_NO_STRING: Final = pa.scalar(None, pa.string())
+NO_STRING: Final = pa.scalar(None, pa.string())
 TRUE: Final = pa.scalar(True)
 FALSE: Final = pa.scalar(False)
 NO_BOOL: Final = pa.scalar(None, pa.bool_())
@@ -94,6 +95,13 @@ def read_parts(payloads: Sequence[bytes], start: int = 0, end: int | None = None
             + read_parts(payloads, mid, end, splits - 1))
 
 
+def table_of(schema: pa.Schema, columns: Sequence[Col | None], n: int) -> pa.Table:
+    """``n`` rows of exactly ``schema`` from its columns in order (None: all null)."""
+    return pa.Table.from_arrays(
+        [pa.nulls(n, field.type) if col is None else cast(col, field.type)
+         for col, field in zip(columns, schema, strict=True)], schema=schema)
+
+
 def array(col: Col) -> pa.Array:
     """One contiguous array."""
     if isinstance(col, pa.ChunkedArray):
@@ -115,12 +123,12 @@ def to_float(values: Col, good: Col) -> pa.Array:
 
     Commas go; ``"12.2M"`` becomes ``"12.2e6"`` before the cast. Both Arrow's cast and
     Python's ``float(Decimal(...))`` round the exact decimal correctly, so they agree."""
-    clean = pc.if_else(good, pc.replace_substring(values, ",", ""), _NO_STRING)
+    clean = pc.if_else(good, pc.replace_substring(values, ",", ""), NO_STRING)
     last = pc.utf8_slice_codeunits(clean, -1)
     suffixed = pc.fill_null(pc.is_in(last, value_set=_SUFFIXES), FALSE)
     if not pc.any(suffixed).as_py():
         return array(pc.cast(clean, pa.float64()))
-    plain = pc.cast(pc.if_else(suffixed, _NO_STRING, clean), pa.float64())
+    plain = pc.cast(pc.if_else(suffixed, NO_STRING, clean), pa.float64())
     scaled = pc.filter(clean, suffixed)
     exponent = pc.utf8_slice_codeunits(scaled, -1)
     for letter, text in _EXPONENTS.items():
@@ -234,8 +242,8 @@ class Columns:
             keep = pc.and_(pc.is_valid(col), pc.invert(pc.is_in(col, value_set=BLANKS)))
             if not pc.any(keep).as_py():
                 continue
-            name = pc.if_else(keep, pa.array([key], pa.string())[0], _NO_STRING)
-            value = pc.if_else(keep, col, _NO_STRING)
+            name = pc.if_else(keep, pa.array([key], pa.string())[0], NO_STRING)
+            value = pc.if_else(keep, col, NO_STRING)
             if names is None or values is None or count is None:
                 names, values, count = name, value, pc.cast(keep, pa.int32())
             else:

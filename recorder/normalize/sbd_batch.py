@@ -27,10 +27,12 @@ import pyarrow.compute as pc
 
 from recorder.normalize.arrow_json import (
     FALSE,
+    NO_STRING,
+    PLAIN_NUMBER,
     Columns,
     FastPath,
     Part,
-    cast,
+    table_of,
 )
 from recorder.normalize.topics import sbd_topic
 from recorder.schema import arrow_schema
@@ -38,11 +40,9 @@ from recorder.schema import arrow_schema
 __all__ = ["PATH"]
 
 
-_PLAIN: Final = r"-?[0-9][0-9,]*(\.[0-9]+)?[KMB]?"
-_SIZE_AT_PRICE: Final = rf"^{_PLAIN} @ {_PLAIN}$"
+_SIZE_AT_PRICE: Final = rf"^{PLAIN_NUMBER} @ {PLAIN_NUMBER}$"
 _KNOWN: Final = frozenset({"row", "focus", "price", "bid", "ask"})
 _I32: Final = (-(2**31), 2**31 - 1)
-_NO_STRING: Final = pa.scalar(None, pa.string())
 _FIRST: Final = pa.scalar(0, pa.int64())
 _SECOND: Final = pa.scalar(1, pa.int64())
 
@@ -81,7 +81,7 @@ def _part(parsed: pa.Table, recv_ts: Sequence[int], seqs: Sequence[int]) -> Part
                                                     pc.list_element(pair, _FIRST))
             numeric["@price"] = pc.replace_with_mask(pa.nulls(rows.n, pa.string()), good,
                                                      pc.list_element(pair, _SECOND))
-            price = pc.if_else(at, _NO_STRING, price)
+            price = pc.if_else(at, NO_STRING, price)
     if price is not None:
         numeric["price"] = price
     numbers = rows.numbers(numeric)
@@ -106,10 +106,7 @@ def _part(parsed: pa.Table, recv_ts: Sequence[int], seqs: Sequence[int]) -> Part
         (prices[0] if len(prices) == 1 else pc.coalesce(*prices)) if prices else None,
         numbers.get("@size"), numbers.get("bid"), numbers.get("ask"), extra,
     ]
-    schema = arrow_schema("depth")
-    table = pa.Table.from_arrays(
-        [pa.nulls(rows.n, field.type) if col is None else cast(col, field.type)
-         for col, field in zip(columns, schema, strict=True)], schema=schema)
+    table = table_of(arrow_schema("depth"), columns, rows.n)
     if not all(frame_ok):
         table = table.filter(keep_rows)
         parents = pc.filter(parents, keep_rows)

@@ -39,7 +39,7 @@ from recorder.normalize.arrow_json import (
     Columns,
     FastPath,
     Part,
-    cast,
+    table_of,
 )
 from recorder.normalize.market_data import NUMERIC_FIELDS, WIDTH
 from recorder.schema import arrow_schema
@@ -132,10 +132,7 @@ class _Rows(Columns):
                 out[9] = pc.if_else(has, halt_mark, NO_BOOL)
         out[25] = self.extra(_KNOWN, arrow_schema("market_data").field("extra").type)
 
-        schema = arrow_schema("market_data")
-        arrays = [pa.nulls(n, field.type) if col is None else cast(col, field.type)
-                  for col, field in zip(out, schema, strict=True)]
-        table = pa.Table.from_arrays(arrays, schema=schema)
+        table = table_of(arrow_schema("market_data"), out, n)
         ok = pc.invert(self.bad).to_pylist() if self.any_bad() and self.bad is not None \
             else None
         return table, topic.to_pylist(), ok
