@@ -9,7 +9,9 @@ Rules this module keeps (SPEC §5):
   survive a reconnect, so every new connection gets them all again.
 - Receive bytes (``recv(decode=False)``): gateways send text frames holding bytes that are not
   UTF-8, and decoding would drop the connection. Every frame received or sent is handed on,
-  byte for byte, with ``time.time_ns()`` taken once when it arrived.
+  byte for byte, with ``time.time_ns()`` taken once when it arrived: to ``put``, which waits
+  while storage is full (the backpressure), or, if the task is cancelled while it waits, to
+  ``keep``, which never waits. A frame on the wire is never dropped on the way to storage.
 - ``tic`` every ``tic_seconds``; no frame at all for ``heartbeat_timeout_seconds`` means the
   socket is dead: abort it and reconnect.
 - Any close, error or dead socket: back off (capped, jittered), then reconnect. A close 1000
@@ -53,6 +55,7 @@ log = logging.getLogger(__name__)
 
 EmitEvent = Callable[[str, str | None, Any], None]
 PutFrame = Callable[[Frame], Awaitable[None]]
+KeepFrame = Callable[[Frame], None]
 
 
 class Counters:
@@ -83,6 +86,7 @@ class Multiplexer:
         put: PutFrame,
         emit: EmitEvent,
         counters: Counters,
+        keep: KeepFrame,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         open_timeout: float = 10.0,
@@ -94,6 +98,7 @@ class Multiplexer:
         self._book = book
         self._smh = smh
         self._put = put
+        self._keep = keep
         self._emit = emit
         self._counters = counters
         self._clock = clock
@@ -256,7 +261,12 @@ class Multiplexer:
             by_topic[topic] += 1
             counters.seq += 1
             self._putting = True  # blocked here is backpressure, not a silent socket
-            await put(Frame(ts, conn_id, counters.seq, IN, data))
+            frame = Frame(ts, conn_id, counters.seq, IN, data)
+            try:
+                await put(frame)
+            except asyncio.CancelledError:
+                self._keep(frame)
+                raise
             self._putting = False
             self._last_in_ns, self._last_in_seq = ts, counters.seq
             if signal is None:
@@ -342,8 +352,15 @@ class Multiplexer:
 
     async def _send(self, ws: ClientConnection, text: str) -> None:
         await ws.send(text)
-        await self._put(Frame(time.time_ns(), self._counters.conn_id, self._counters.next_seq(),
-                              OUT, text.encode()))
+        frame = Frame(time.time_ns(), self._counters.conn_id, self._counters.next_seq(), OUT,
+                      text.encode())
+        try:
+            await self._put(frame)
+        except asyncio.CancelledError:
+            # Sent, so it is kept: the ticker is cancelled when its connection ends, maybe while
+            # storage is full and this put waits.
+            self._keep(frame)
+            raise
 
     async def _wait_ready(self) -> str | None:
         ready = asyncio.ensure_future(self._session.wait_ready())

@@ -110,8 +110,13 @@ class Recorder:
     # -- events ------------------------------------------------------------------------------
 
     def emit(self, kind: str, topic: str | None = None, detail: Any = None) -> None:
-        frame = event_frame(time.time_ns(), self._counters.conn_id, self._counters.next_seq(),
-                            kind, topic, detail)
+        self.keep(event_frame(time.time_ns(), self._counters.conn_id, self._counters.next_seq(),
+                              kind, topic, detail))
+
+    def keep(self, frame: Frame) -> None:
+        """Hand ``frame`` to storage without waiting: straight in if there is room and nothing
+        is waiting before it, else onto the pending line that the events pump drains in
+        order."""
         storage = self._storage
         if storage is not None and not self._pending:
             try:
@@ -164,7 +169,7 @@ class Recorder:
                 SubscriptionBook(config),
                 SmhScheduler(config.smh, config.session.smh_max_concurrent,
                              config.session.smh_timeout_seconds),
-                storage.put, self.emit, self._counters, self._clock, self._rng,
+                storage.put, self.emit, self._counters, self.keep, self._clock, self._rng,
             )
             self.session, self.multiplexer = session, mux
             self.emit("start", None, {"gateway": config.gateway.url, "out": str(config.output.dir)})

@@ -1,0 +1,114 @@
+"""The multiplexer on its own, against the simulated gateway, with storage's side played by a
+``put`` that can be made to wait forever (storage full) and a ``keep`` that records what it got.
+
+The rule under test: a frame on the wire is never dropped on the way to storage, even when the
+task carrying it is cancelled while ``put`` waits."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from recorder.connection import Counters, Multiplexer
+from recorder.frames import IN, OUT, Frame
+from recorder.pacing import Pacer
+from recorder.redact import Redactor
+from recorder.session import GatewayApi, SessionKeeper, tls_context, ws_url
+from recorder.sim import SimGateway, SimOptions
+from recorder.smh_slots import SmhScheduler
+from recorder.subscriptions import SubscriptionBook
+from tests.recording import make_config, timeout
+
+
+@dataclass
+class FullStorage:
+    """``put`` takes frames until :attr:`full` says a frame must wait; that one waits forever.
+    ``keep`` is the runner's never-waiting hand-off."""
+
+    full: Callable[[Frame], bool] = lambda frame: False
+    put_frames: list[Frame] = field(default_factory=list)
+    kept: list[Frame] = field(default_factory=list)
+    waiting: list[Frame] = field(default_factory=list)
+
+    async def put(self, frame: Frame) -> None:
+        if self.full(frame):
+            self.waiting.append(frame)
+            await asyncio.Event().wait()
+        self.put_frames.append(frame)
+
+    def keep(self, frame: Frame) -> None:
+        self.kept.append(frame)
+
+
+@asynccontextmanager
+async def multiplexer(gw: SimGateway, storage: FullStorage, tic_seconds: float = 1.0
+                      ) -> AsyncIterator[tuple[Multiplexer, asyncio.Task[None]]]:
+    config = make_config(gw, Path("unused"), tic_seconds=tic_seconds)
+    tls = tls_context(config.gateway)
+    counters = Counters()
+
+    def emit(kind: str, topic: str | None, detail: object) -> None:
+        pass
+
+    async with aiohttp.ClientSession() as http:
+        api = GatewayApi(http, config.gateway.url, tls, Pacer())
+        keeper = SessionKeeper(api, config.session, Redactor(), emit, poll_seconds=0.05)
+        mux = Multiplexer(ws_url(config.gateway.url), tls, keeper, config.session,
+                          SubscriptionBook(config),
+                          SmhScheduler(config.smh, config.session.smh_max_concurrent,
+                                       config.session.smh_timeout_seconds),
+                          storage.put, emit, counters, storage.keep)
+        keeping = asyncio.create_task(keeper.run())
+        running = asyncio.create_task(mux.run())
+        try:
+            yield mux, running
+        finally:
+            running.cancel()
+            keeping.cancel()
+            await asyncio.gather(running, keeping, return_exceptions=True)
+
+
+def test_a_tic_waiting_for_storage_when_its_connection_ends_is_kept() -> None:
+    """The ticker sends ``tic`` and waits for storage; the socket drops meanwhile, the reader
+    sees it and the connection's end cancels the ticker. The tic was sent: it must reach
+    storage through ``keep``, exactly once."""
+    storage = FullStorage(full=lambda frame: frame.direction == OUT and frame.payload == b"tic")
+
+    async def main() -> None:
+        async with SimGateway(SimOptions(seed=1, hb_interval=0.1)) as gw:
+            async with multiplexer(gw, storage, tic_seconds=0.05) as (mux, _):
+                await gw.wait_for(lambda: bool(storage.waiting), timeout(10))
+                await gw.drop_connections()
+                await gw.wait_for(lambda: bool(storage.kept), timeout(10))
+
+    asyncio.run(main())
+    tic = storage.waiting[0]
+    assert storage.kept[0] is tic
+    assert tic not in storage.put_frames
+    assert [f.seq for f in storage.kept].count(tic.seq) == 1
+
+
+def test_a_received_frame_waiting_for_storage_when_the_reader_is_cancelled_is_kept() -> None:
+    """At a stop that storage does not let finish, the runner cancels the reader mid-put: the
+    frame it had received must still reach storage, through ``keep``."""
+    storage = FullStorage()
+
+    async def main() -> None:
+        async with SimGateway(SimOptions(seed=1, hb_interval=0.1)) as gw:
+            async with multiplexer(gw, storage) as (mux, running):
+                await gw.wait_for(lambda: mux.authenticated, timeout(10))
+                storage.full = lambda frame: frame.direction == IN
+                await gw.wait_for(lambda: bool(storage.waiting), timeout(10))
+                running.cancel()
+                await asyncio.gather(running, return_exceptions=True)
+
+    asyncio.run(main())
+    assert storage.kept == storage.waiting[:1]
+    assert storage.kept[0] not in storage.put_frames
+    seqs = [f.seq for f in storage.put_frames + storage.kept]
+    assert sorted(seqs) == list(range(1, max(seqs) + 1))
