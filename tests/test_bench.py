@@ -51,7 +51,8 @@ def test_quick_prints_every_spec_key(quick: dict) -> None:
 @pytest.mark.timeout(120)
 def test_quick_extras_explain_the_figures(quick: dict) -> None:
     for key in ("parse_ns_per_frame", "pipeline_ns_per_frame", "e2e_frames_per_s",
-                "bare_frames_per_s", "frames_sent"):
+                "bare_frames_per_s", "frames_sent", "cpu_pct_at_2k_gateway_paced",
+                "bare_cpu_pct_at_2k_gateway_paced"):
         assert quick[key] > 0, key
     assert isinstance(quick["frames_lost"], int)
     assert isinstance(quick["frames_out_of_order"], int)
@@ -70,6 +71,7 @@ def test_readme_section_replaces_only_between_markers(tmp_path: Path, quick: dic
     assert text.startswith("# title\n\nbefore\n" + BEGIN + "\n")
     assert text.endswith(END + "\nafter\n")
     assert "old" not in text and "| `offline_vs_parse` |" in text
+    assert "in one batch every 0.5 s, the recorder used" in text
 
 
 def test_slope_is_least_squares() -> None:

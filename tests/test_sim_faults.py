@@ -10,7 +10,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 
 from recorder.sim import SimGateway, SimOptions
-from recorder.sim.websocket import FULL_SPEED, PUMP_CHUNK
+from recorder.sim.websocket import FULL_SPEED, PUMP_CHUNK, frames_due, pump_pause
 from tests.test_sim_support import NO_HB, T, client_ssl, login, open_ws, recv_json, recv_until
 
 
@@ -164,6 +164,35 @@ def test_rate_and_burst_deliver_the_asked_number_of_frames() -> None:
                     await recv_json(ws, wait=0.3)
                     got += 1
             assert 250 <= got <= 350
+
+    asyncio.run(main())
+
+
+def test_a_steady_pump_owes_one_frame_per_period_and_a_gridded_one_a_batch_per_line() -> None:
+    # steady at 2,000/s: the first frame at once, then one every 0.5 ms
+    assert [frames_due(t, 2000) for t in (0.0, 0.0004, 0.0005, 0.01, 1.0)] == [
+        1, 1, 2, 21, 2001]
+    assert pump_pause(0.0123, 2000) == 0.0005 and pump_pause(0.0, 10) == 0.005
+    # on the 500 ms snapshot grid: 1,000 at once at 0, 0.5, 1.0 ...
+    assert [frames_due(t, 2000, 0.5) for t in (0.0, 0.499, 0.5, 1.2)] == [
+        1000, 1000, 2000, 3000]
+    assert pump_pause(1.2, 2000, 0.5) == pytest.approx(0.3)
+    assert frames_due(0.0, 1, 0.5) == 1  # a batch is never empty
+
+
+def test_a_gridded_pump_sends_its_batch_at_once_then_waits_for_the_next_line() -> None:
+    async def main() -> None:
+        opts = fast(hb_interval=50.0, update_interval=50.0, record_traffic=False)
+        async with SimGateway(opts) as gw, open_ws(gw) as ws:
+            await login(ws)
+            base = gw.stats.frames_sent
+            gw.set_rate(0.01, grid=1000.0)  # 10 frames now, the next 10 in 1,000 s
+            for _ in range(10):
+                await recv_json(ws)
+            with pytest.raises(TimeoutError):
+                await recv_json(ws, wait=0.3)
+            assert gw.stats.frames_sent - base == 10
+            gw.set_rate(0)
 
     asyncio.run(main())
 

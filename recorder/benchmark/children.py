@@ -4,8 +4,9 @@
 127.0.0.1, traffic not recorded, heartbeats and update ticks an hour apart so that the only
 traffic is the login burst, the subscription snapshots and the load pump) and prints
 ``{"url","cafile","session_id"}``. It then obeys ``rate <frames/s>`` (the load pump; 0 stops
-it; ``rate full``: as fast as TCP takes it) and ``stats`` (prints ``{"frames_sent"}``) until
-``quit``.
+it; ``rate full``: as fast as TCP takes it; ``rate <frames/s> grid <s>``: in one batch every
+``<s>`` seconds, as a real gateway's snapshots come) and ``stats`` (prints ``{"frames_sent"}``)
+until ``quit``.
 
 ``... record --url U --cafile C --out DIR`` runs the real :class:`~recorder.runner.Recorder`
 against it; ``... bare --url U --cafile C --session-id S`` runs the baseline: a bare
@@ -88,7 +89,9 @@ async def run_sim() -> None:
         async for line in commands():
             word, _, arg = line.partition(" ")
             if word == "rate":
-                gw.set_rate(FULL_SPEED if arg == "full" else float(arg))
+                rate, _, grid = arg.partition(" grid ")
+                gw.set_rate(FULL_SPEED if rate == "full" else float(rate),
+                            grid=float(grid or 0))
                 emit({"rate": arg})
             elif word == "stats":
                 emit({"frames_sent": gw.stats.frames_sent, "ws_connects": gw.stats.ws_connects})

@@ -4,7 +4,8 @@ Each run starts a fresh simulator process (TLS on 127.0.0.1) and one receiver pr
 recorder, or the bare ``websockets`` loop of :mod:`recorder.benchmark.children`), waits until
 it has subscribed, turns the simulator's load pump on at ``rate`` frames/s (far above what
 either can take means "full speed": the pump then waits on TCP, so the receiver sets the
-pace), lets it settle for ``warmup`` seconds and measures for ``window`` seconds: frames
+pace; with ``grid``, in one batch every ``grid`` seconds, as a real gateway's market-data
+snapshots arrive), lets it settle for ``warmup`` seconds and measures for ``window`` seconds: frames
 received (from the receiver's own clock and counter) and CPU seconds (psutil). Then the pump
 stops, the parent waits until the receiver has every frame the simulator sent, and stops the
 receiver cleanly; for the recorder, the published ``raw`` table is held against the
@@ -63,11 +64,11 @@ def _rate_between(samples: list[dict[str, Any]], start: float, end: float) -> fl
 
 
 def run_receiver(kind: str, rate: float, warmup: float, window: float, workdir: Path,
-                 log: IO[str], rotate_seconds: float = 300.0) -> ReceiverRun:
+                 log: IO[str], rotate_seconds: float = 300.0, grid: float = 0.0) -> ReceiverRun:
     sim = Child("sim", log=log)
     try:
         info = sim.wait_for(lambda line: "url" in line, 60)
-        out = workdir / f"{kind}-{int(rate) or 'full'}"
+        out = workdir / f"{kind}-{int(rate) or 'full'}{'-grid' if grid else ''}"
         shutil.rmtree(out, ignore_errors=True)
         args = ["--url", info["url"], "--cafile", info["cafile"]]
         if kind == "record":
@@ -80,7 +81,8 @@ def run_receiver(kind: str, rate: float, warmup: float, window: float, workdir: 
             receiver.wait_for(lambda line: bool(line.get("ready")), 60)
             time.sleep(0.5)  # the subscription snapshots
             with Meter(receiver) as meter:
-                sim.ask(f"rate {rate:g}" if rate else "rate full", "rate")
+                pace = f"{rate:g} grid {grid:g}" if grid else f"{rate:g}" if rate else "full"
+                sim.ask(f"rate {pace}", "rate")
                 time.sleep(warmup)
                 first = meter.sample()
                 time.sleep(window)

@@ -14,6 +14,7 @@ from typing import Any, Final
 from recorder.benchmark.e2e import FULL_SPEED, ReceiverRun, run_receiver
 from recorder.benchmark.offline import OfflineResult, run_offline
 from recorder.benchmark.processes import Sample
+from recorder.sim.websocket import SNAPSHOT_GRID
 
 HOUR_AT_2K: Final = 7_200_000  # frames in an hour at 2,000 frames/s
 # The full-speed run (~60,000 frames/s) stands in for an hour at 2,000 frames/s, so its journal
@@ -41,7 +42,7 @@ class Plan:
 
 
 DEFAULT: Final = Plan(offline_frames=100_000, offline_reps=3, warmup_s=3.0, full_speed_s=60.0,
-                      bare_s=20.0, at_2k_s=30.0)
+                      bare_s=20.0, at_2k_s=20.0)
 QUICK: Final = Plan(offline_frames=10_000, offline_reps=2, warmup_s=1.0, full_speed_s=3.0,
                     bare_s=2.0, at_2k_s=2.0)
 
@@ -158,7 +159,15 @@ def run(plan: Plan, workdir: Path) -> dict[str, Any]:
         at2k = run_receiver("record", 2_000, plan.warmup_s, plan.at_2k_s, workdir, log)
         progress(f"bare loop at 2,000 frames/s for {plan.at_2k_s:g} s")
         bare2k = run_receiver("bare", 2_000, plan.warmup_s, plan.at_2k_s, workdir, log)
-    result.update(e2e_figures(full, bare, at2k, bare2k))
+        paced = f"in batches every {SNAPSHOT_GRID:g} s"
+        progress(f"recorder at 2,000 frames/s {paced} for {plan.at_2k_s:g} s")
+        grid2k = run_receiver("record", 2_000, plan.warmup_s, plan.at_2k_s, workdir, log,
+                              grid=SNAPSHOT_GRID)
+        progress(f"bare loop at 2,000 frames/s {paced} for {plan.at_2k_s:g} s")
+        bare_grid2k = run_receiver("bare", 2_000, plan.warmup_s, plan.at_2k_s, workdir, log,
+                                   grid=SNAPSHOT_GRID)
+    result.update(e2e_figures(full, bare, at2k, bare2k, grid2k))
+    result.update(gateway_paced_figures(grid2k, bare_grid2k))
     result.update(rss_figures(full.samples))
     result["rss_mb_at_2k_peak"] = round(max(s.rss_mb for s in at2k.samples), 1)
     result["verdicts"] = verdicts(result)
@@ -172,8 +181,23 @@ def run(plan: Plan, workdir: Path) -> dict[str, Any]:
     return {**{k: result[k] for k in first}, **result}
 
 
+def gateway_paced_figures(record: ReceiverRun, bare: ReceiverRun) -> dict[str, Any]:
+    """2,000 frames/s as a real gateway sends market data: a batch per snapshot, every 500 ms
+    (behaviours §14), instead of one frame every 0.5 ms as in ``cpu_pct_at_2k``."""
+    return {
+        "cpu_pct_at_2k_gateway_paced": round(record.cpu_pct, 2),
+        "bare_cpu_pct_at_2k_gateway_paced": round(bare.cpu_pct, 2),
+        "gateway_paced_grid_s": SNAPSHOT_GRID,
+        "gateway_paced_method": (
+            f"as cpu_pct_at_2k, but the simulator sends its 2,000 frames a second in one "
+            f"batch every {SNAPSHOT_GRID:g} s, the grid a real gateway's smd snapshots "
+            "arrive on; the SPEC target is judged on the steady pacing, the harder case"),
+    }
+
+
 def e2e_figures(full: ReceiverRun, bare: ReceiverRun, at2k: ReceiverRun,
-                bare2k: ReceiverRun) -> dict[str, Any]:
+                bare2k: ReceiverRun, *more_recorded: ReceiverRun) -> dict[str, Any]:
+    recorded = (full, at2k, *more_recorded)
     return {
         "e2e_vs_bare": round(full.frames_per_s / bare.frames_per_s, 3)
         if bare.frames_per_s else 0.0,
@@ -184,9 +208,9 @@ def e2e_figures(full: ReceiverRun, bare: ReceiverRun, at2k: ReceiverRun,
         "bare_cpu_pct_full_speed": round(bare.cpu_pct, 1),
         "bare_cpu_pct_at_2k": round(bare2k.cpu_pct, 2),
         "at_2k_frames_per_s": round(at2k.frames_per_s),
-        "frames_sent": full.frames_sent + at2k.frames_sent,
-        "frames_lost": full.frames_lost + at2k.frames_lost,
-        "frames_out_of_order": (full.out_of_order or 0) + (at2k.out_of_order or 0),
+        "frames_sent": sum(run.frames_sent for run in recorded),
+        "frames_lost": sum(run.frames_lost for run in recorded),
+        "frames_out_of_order": sum(run.out_of_order or 0 for run in recorded),
         "bare_frames_lost": bare.frames_lost + bare2k.frames_lost,
         "e2e_queue_depth_max": full.queue_max,
         "e2e_bytes_per_frame": round((full.parquet_bytes or 0) / max(1, full.raw_in or 0), 1),

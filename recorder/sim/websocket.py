@@ -42,6 +42,26 @@ from recorder.sim.rest import AuthState, session_from_cookie
 
 PUMP_CHUNK = 64  # frames the load pump sends between yields to the event loop
 FULL_SPEED = 1e12  # frames/s: a rate for set_rate that no socket reaches
+SNAPSHOT_GRID = 0.5  # s: a real gateway sends smd updates in batches on this grid
+
+
+def frames_due(elapsed: float, rate: float, grid: float = 0.0) -> int:
+    """How many load frames are due ``elapsed`` seconds after the pump started at ``rate``.
+
+    Steady (``grid`` 0): one more as each ``1/rate`` passes, the first at once. On a grid:
+    ``rate * grid`` at once at the start of every ``grid`` seconds, as a real gateway sends
+    market data in snapshot batches every 500 ms (behaviours §14)."""
+    if grid <= 0:
+        return int(elapsed * rate) + 1
+    return (int(elapsed / grid) + 1) * max(1, round(rate * grid))
+
+
+def pump_pause(elapsed: float, rate: float, grid: float = 0.0) -> float:
+    """How long the pump sleeps when nothing is due: to the next grid line, or a steady
+    pump's next frame (at most 5 ms, so a late wake-up never owes a big batch)."""
+    if grid <= 0:
+        return min(0.005, 1 / rate)
+    return grid - elapsed % grid
 
 
 class WebsocketSide(GatewayCore):
@@ -301,25 +321,30 @@ class WebsocketSide(GatewayCore):
 
     # ---- load -------------------------------------------------------------------------------
 
-    def set_rate(self, frames_per_s: float, seconds: float | None = None) -> None:
-        """Send extra real-shaped frames at a steady rate to every logged-in socket; 0 stops.
-        A rate beyond reach (:data:`FULL_SPEED`) sends as fast as the sockets take them."""
-        self._start_pump(frames_per_s, None, seconds)
+    def set_rate(self, frames_per_s: float, seconds: float | None = None,
+                 grid: float = 0.0) -> None:
+        """Send extra real-shaped frames to every logged-in socket; 0 stops. Steadily, or with
+        ``grid`` (e.g. :data:`SNAPSHOT_GRID`) in one batch at the start of every ``grid``
+        seconds (see :func:`frames_due`). A rate beyond reach (:data:`FULL_SPEED`) sends as
+        fast as the sockets take them."""
+        self._start_pump(frames_per_s, None, seconds, grid)
 
     def burst(self, frames: int, within_seconds: float) -> None:
         """Send ``frames`` extra frames to every logged-in socket within ``within_seconds``."""
-        self._start_pump(frames / max(within_seconds, 1e-3), frames, within_seconds)
+        self._start_pump(frames / max(within_seconds, 1e-3), frames, within_seconds, 0.0)
 
-    def _start_pump(self, rate: float, total: int | None, seconds: float | None) -> None:
+    def _start_pump(self, rate: float, total: int | None, seconds: float | None,
+                    grid: float) -> None:
         if self._rate_task is not None:
             self._rate_task.cancel()
             self._rate_task = None
         if rate > 0:
             self._rate_task = asyncio.get_running_loop().create_task(
-                self._pump(rate, total, seconds)
+                self._pump(rate, total, seconds, grid)
             )
 
-    async def _pump(self, rate: float, total: int | None, seconds: float | None) -> None:
+    async def _pump(self, rate: float, total: int | None, seconds: float | None,
+                    grid: float) -> None:
         from recorder.sim.load import frame_pool
 
         pool = frame_pool(self.options.seed, self.options.account)
@@ -330,11 +355,11 @@ class WebsocketSide(GatewayCore):
             elapsed = time.monotonic() - start
             if seconds is not None and total is None and elapsed >= seconds:
                 break
-            due = int(elapsed * rate) + 1 - sent
+            due = frames_due(elapsed, rate, grid) - sent
             if total is not None:
                 due = min(due, total - sent)
             if due <= 0:
-                await asyncio.sleep(min(0.005, 1 / rate))
+                await asyncio.sleep(pump_pause(elapsed, rate, grid))
                 continue
             # At a rate beyond reach, due only grows while sends rarely wait (a fast reader);
             # a step of at most PUMP_CHUNK frames keeps the rest of the simulator (REST,
