@@ -36,7 +36,7 @@ from recorder.redact import Redactor
 from recorder.session import GatewayApi, SessionKeeper, tls_context, ws_url
 from recorder.smh_slots import SmhScheduler
 from recorder.status import StatusReporter, StatusSnapshot
-from recorder.storage import Storage, StorageOptions, use_system_allocator
+from recorder.storage import Storage, StorageOptions, StorageStats, use_system_allocator
 from recorder.subscriptions import SubscriptionBook
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,12 @@ class Recorder:
         self._storage: Storage | None = None
         self.multiplexer: Multiplexer | None = None
         self.session: SessionKeeper | None = None
+
+    @property
+    def storage_stats(self) -> StorageStats | None:
+        """Storage's counters and last error so far; None until storage has started."""
+        storage = self._storage
+        return storage.stats if storage else None
 
     @property
     def queue_depth(self) -> int:

@@ -384,23 +384,23 @@ class Storage:
 
     async def put(self, frame: Frame) -> None:
         """Queue a frame; waits while the queue is full (the backpressure)."""
+        if not self._queue.full():
+            self.put_nowait(frame)
+            return
         if self._closing:
             raise RuntimeError("storage is closed")
-        queue = self._queue
-        if queue.full():
-            await queue.put(frame)
-        else:
-            queue.put_nowait(frame)
-        if queue.qsize() >= self._backlog:
-            self._enough.set()
+        await self._queue.put(frame)
+        self._wake_on_backlog()
 
     def put_nowait(self, frame: Frame) -> None:
         """Queue a frame or raise ``asyncio.QueueFull``."""
         if self._closing:
             raise RuntimeError("storage is closed")
-        queue = self._queue
-        queue.put_nowait(frame)
-        if queue.qsize() >= self._backlog:
+        self._queue.put_nowait(frame)
+        self._wake_on_backlog()
+
+    def _wake_on_backlog(self) -> None:
+        if self._queue.qsize() >= self._backlog:
             self._enough.set()
 
     async def close(self) -> None:

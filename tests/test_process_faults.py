@@ -330,8 +330,9 @@ def test_a_disk_full_for_longer_than_the_heartbeat_timeout_costs_no_frame(
                 ballast = _fill(disk, 64 * 1024)
                 gw.set_rate(500.0)
                 await asyncio.sleep(4.0)  # twice heartbeat_timeout_seconds, disk full
-                assert rec._storage is not None and rec._storage.stats.last_error
-                assert "No space left on device" in rec._storage.stats.last_error
+                stats = rec.storage_stats
+                assert stats is not None and stats.last_error
+                assert "No space left on device" in stats.last_error
                 _published_readable(out)
                 ballast.unlink()
                 gw.set_rate(0)
