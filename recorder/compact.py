@@ -200,8 +200,24 @@ def overlapping_groups(spans: Sequence[tuple[int, int]]) -> list[list[int]]:
     return groups
 
 
-def _span(path: Path) -> tuple[int, int]:
-    stamps = pq.read_table(path, columns=["recv_ts"]).column("recv_ts")
+def time_span(path: Path) -> tuple[int, int]:
+    """A file's lowest and highest ``recv_ts`` (ns): from its row groups' statistics, which the
+    recorder always writes, else (another writer's file) from the column itself."""
+    file = pq.ParquetFile(path)
+    meta = file.metadata
+    column = meta.schema.names.index("recv_ts")
+    lows, highs = [], []
+    if getattr(file.schema_arrow.field("recv_ts").type, "unit", None) == "ns":
+        for i in range(meta.num_row_groups):
+            stats = meta.row_group(i).column(column).statistics
+            if stats is None or not stats.has_min_max:
+                break
+            lows.append(stats.min_raw)
+            highs.append(stats.max_raw)
+        else:
+            if lows:
+                return int(min(lows)), int(max(highs))
+    stamps = file.read(columns=["recv_ts"]).column("recv_ts").cast(pa.timestamp("ns", "UTC"))
     low, high = pc.min_max(stamps).values()
     return low.value, high.value
 
@@ -226,7 +242,7 @@ def _write_merged(paths: list[Path], final: Path, opener: Opener) -> int:
     pending: list[pa.Table] = []
     pending_rows = 0
     try:
-        for group in overlapping_groups([_span(p) for p in paths]):
+        for group in overlapping_groups([time_span(p) for p in paths]):
             rows = _sorted_rows([paths[i] for i in group], schema)
             pending.append(rows)
             pending_rows += rows.num_rows

@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from recorder.compact import compact_day, overlapping_groups, recover_compactions
+from recorder.compact import compact_day, overlapping_groups, recover_compactions, time_span
 from recorder.frames import Frame
 from recorder.normalizer import normalize
 from recorder.recover import recover_dir
@@ -82,6 +82,18 @@ def test_one_sorted_file_per_table(day: tuple[Path, list[Frame]], tmp_path: Path
 def test_files_whose_times_overlap_are_merged_together(
         spans: list[tuple[int, int]], groups: list[list[int]]) -> None:
     assert overlapping_groups(spans) == groups
+
+
+def test_a_files_time_span_is_exact_to_the_ns_with_or_without_statistics(tmp_path: Path) -> None:
+    frames = real_frames(500, start_ns=T0 + 7, step_ns=1_001)
+    root = tmp_path / "data"
+    record(root, frames, per_segment=500)
+    raw = next(root.glob(f"raw/date={DAY}/*.parquet"))
+    want = (frames[0].recv_ts_ns, frames[-1].recv_ts_ns)
+    assert time_span(raw) == want
+    bare = tmp_path / "no-stats.parquet"
+    pq.write_table(pq.read_table(raw), bare, write_statistics=False, row_group_size=100)
+    assert time_span(bare) == want
 
 
 def test_overlapping_segments_still_come_out_in_time_order(tmp_path: Path) -> None:
