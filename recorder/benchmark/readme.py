@@ -45,9 +45,9 @@ def section(result: dict[str, Any], notes: dict[str, str] | None = None) -> str:
         f"{result['e2e_frames_per_s']:,} frames/s from the simulator where a bare websockets "
         f"loop received {result['bare_frames_per_s']:,}; {result['frames_lost']} of "
         f"{result['frames_sent']:,} frames sent were lost and "
-        f"{result['frames_out_of_order']} out of order. At 2,000 frames/s the bare loop used "
-        f"{result['bare_cpu_pct_at_2k']:.1f}% of a core. Paced as a real gateway sends market "
-        f"data, in one batch every {result['gateway_paced_grid_s']:g} s, the recorder used "
+        f"{result['frames_out_of_order']} out of order. At a steady 2,000 frames/s the bare "
+        f"loop used {result['bare_cpu_pct_at_2k']:.1f}% of a core. Paced as a real gateway sends "
+        f"market data, in one batch every {result['gateway_paced_grid_s']:g} s, the recorder used "
         f"{result['cpu_pct_at_2k_gateway_paced']:.1f}% and the bare loop "
         f"{result['bare_cpu_pct_at_2k_gateway_paced']:.1f}%.",
     ]
