@@ -137,11 +137,15 @@ class Recorder:
         while True:
             await self._pending_ready.wait()
             self._pending_ready.clear()
-            while self._pending:
-                # Taken off the line only once storage has it: the pump is cancelled at
-                # stop, maybe mid-put, and the stop puts whatever is still waiting.
-                await storage.put(self._pending[0])
-                self._pending.popleft()
+            await self._put_pending(storage)
+
+    async def _put_pending(self, storage: Storage) -> None:
+        """Put the pending line into storage, in order. A frame leaves the line only once
+        storage has it: the pump is cancelled at stop, maybe mid-put, and the stop then puts
+        whatever is still waiting."""
+        while self._pending:
+            await storage.put(self._pending[0])
+            self._pending.popleft()
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -214,9 +218,7 @@ class Recorder:
         keeps what it has for ``recorder recover``."""
 
         async def finish() -> None:
-            while self._pending:
-                await storage.put(self._pending[0])
-                self._pending.popleft()
+            await self._put_pending(storage)
             await storage.close()
             await writer
 
