@@ -206,17 +206,10 @@ def time_span(path: Path) -> tuple[int, int]:
     file = pq.ParquetFile(path)
     meta = file.metadata
     column = meta.schema.names.index("recv_ts")
-    lows, highs = [], []
-    if getattr(file.schema_arrow.field("recv_ts").type, "unit", None) == "ns":
-        for i in range(meta.num_row_groups):
-            stats = meta.row_group(i).column(column).statistics
-            if stats is None or not stats.has_min_max:
-                break
-            lows.append(stats.min_raw)
-            highs.append(stats.max_raw)
-        else:
-            if lows:
-                return int(min(lows)), int(max(highs))
+    stats = [meta.row_group(i).column(column).statistics for i in range(meta.num_row_groups)]
+    exact = getattr(file.schema_arrow.field("recv_ts").type, "unit", None) == "ns"
+    if exact and stats and all(s is not None and s.has_min_max for s in stats):
+        return int(min(s.min_raw for s in stats)), int(max(s.max_raw for s in stats))
     stamps = file.read(columns=["recv_ts"]).column("recv_ts").cast(pa.timestamp("ns", "UTC"))
     low, high = pc.min_max(stamps).values()
     return low.value, high.value
