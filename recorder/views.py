@@ -9,6 +9,9 @@ has a ``date`` column), plus three derived views:
   commission IBKR sends in a second copy);
 - ``bars_dedup``: one row per (conid, bar, source, bar_time), the latest received.
 
+A row whose key is null (an execution without an id, a bar without a ``t``) cannot be told
+apart from another one, so the dedup views keep every such row rather than fold them into one.
+
 Rules:
 - The glob only matches published files: ``*.partial`` files and compaction staging folders
   (``.compact-*``) are never read, so a view never sees a row twice or a half-written file.
@@ -91,9 +94,9 @@ def quotes_sql() -> str:
 
 
 DERIVED: Final = {
-    "trades_dedup": ("SELECT * FROM trades QUALIFY row_number() OVER "
+    "trades_dedup": ("SELECT * FROM trades QUALIFY execution_id IS NULL OR row_number() OVER "
                      "(PARTITION BY execution_id ORDER BY recv_ts DESC, seq DESC) = 1"),
-    "bars_dedup": ("SELECT * FROM bars QUALIFY row_number() OVER "
+    "bars_dedup": ("SELECT * FROM bars QUALIFY bar_time IS NULL OR row_number() OVER "
                    "(PARTITION BY conid, bar, source, bar_time "
                    "ORDER BY recv_ts DESC, seq DESC) = 1"),
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
 
 import recorder
@@ -92,17 +93,47 @@ def test_trades_dedup_keeps_the_latest_copy(tmp_path: Path) -> None:
     assert len(got) < len(trades)  # the captures hold repeated executions
 
 
+def _with_times(payload: bytes, start_ms: int) -> bytes:
+    """The smh frame with a ``t`` on each bar, a minute apart from ``start_ms``."""
+    obj = orjson.loads(payload)
+    obj["data"] = [{**bar, "t": start_ms + i * 60_000} for i, bar in enumerate(obj["data"])]
+    return orjson.dumps(obj)
+
+
 def test_bars_dedup_one_row_per_bar(tmp_path: Path) -> None:
     smh = [p for p in real_payloads() if b'"smh+' in p]
-    frames = [Frame(T0 + i * 1000, 1, i + 1, "in", p) for i, p in enumerate(smh * 3)]
+    timed = [_with_times(p, 1_734_973_500_000) for p in smh]
+    frames = [Frame(T0 + i * 1000, 1, i + 1, "in", p) for i, p in enumerate(timed * 3)]
     record(tmp_path, frames, rotate_every=1)
     bars = normalize(frames)["bars"].to_pylist()
     latest: dict[tuple, int] = {}
-    for b in bars:  # the capture's format has no %t: bar_time is null, still one key
+    for b in bars:
         key = (b["conid"], b["bar"], b["source"], b["bar_time"])
         latest[key] = max(latest.get(key, 0), b["seq"])
     con = recorder.open(tmp_path)
     assert con.execute("SELECT count(*) FROM bars").fetchall() == [(len(bars),)]
     got = con.execute("SELECT conid, bar, source, bar_time, seq FROM bars_dedup").fetchall()
-    assert {g[:4]: g[4] for g in got} == latest and len(got) == len(latest)
-    assert len(bars) > len(got) and set(latest.values()) == {len(frames)}
+    assert {(g[0], g[1], g[2], g[3].timestamp() * 1000): g[4] for g in got} == {
+        (*k[:3], k[3].timestamp() * 1000): v for k, v in latest.items()}
+    assert len(got) == len(latest) < len(bars)
+    assert set(latest.values()) == {len(frames)}  # the last copy of the frame's bars
+
+
+def test_dedup_views_keep_every_row_without_a_key(tmp_path: Path) -> None:
+    """A bar without ``t`` (the capture's format has no %t) or an execution without an id
+    cannot be told apart from another: folding them into one row would hide real bars."""
+    smh = [p for p in real_payloads() if b'"smh+' in p]
+    trade = orjson.loads(next(p for p in real_payloads() if b'"execution_id"' in p))
+    for item in trade["args"]:
+        del item["execution_id"]
+    payloads = [*smh * 2, orjson.dumps(trade), orjson.dumps(trade)]
+    frames = [Frame(T0 + i * 1000, 1, i + 1, "in", p) for i, p in enumerate(payloads)]
+    record(tmp_path, frames)
+    tables = normalize(frames)
+    bars, trades = tables["bars"].num_rows, tables["trades"].num_rows
+    assert bars > 2 and trades > 1
+    con = recorder.open(tmp_path)
+    assert con.execute("SELECT count(*), count(bar_time) FROM bars_dedup").fetchall() == [
+        (bars, 0)]
+    assert con.execute("SELECT count(*), count(execution_id) FROM trades_dedup").fetchall() == [
+        (trades, 0)]
