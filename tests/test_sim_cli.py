@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -9,10 +10,13 @@ import socket
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from recorder.cli import cli
-from tests.test_sim_support import T
+from recorder.commands.sim import _faults
+from recorder.sim import SimGateway, SimOptions
+from tests.test_sim_support import T, login, open_ws, recv_json
 
 FLAGS = [
     "--host",
@@ -26,6 +30,7 @@ FLAGS = [
     "--session-id",
     "--rate",
     "--burst",
+    "--grid",
     "--drop-every",
     "--stall-every",
     "--expire-after",
@@ -50,6 +55,9 @@ def test_bad_values_get_one_line_errors_and_exit_2() -> None:
         ["--smh-over-limit", "loud"],
         ["--port", "70000"],
         ["--session-id", "a-b"],
+        ["--grid", "0.5"],  # paces --rate: nothing to pace
+        ["--rate", "100", "--burst", "--grid", "0.5"],
+        ["--rate", "100", "--grid", "0"],
     ):
         result = CliRunner().invoke(cli, ["sim", *args])
         assert result.exit_code == 2, args
@@ -89,3 +97,26 @@ def test_runs_prints_url_and_stops_on_sigterm() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_rate_with_grid_sends_a_batch_per_grid_line() -> None:
+    """``--rate 0.01 --grid 1000``: the 10 frames of the first 1,000 s at once, then quiet."""
+    flags = dict.fromkeys(("drop_every", "bad_utf8_every", "malformed_every", "stall_every",
+                           "maintenance_every", "expire_after", "compete_after"))
+    kw = {**flags, "rate": 0.01, "burst": False, "grid": 1000.0}
+
+    async def main() -> None:
+        opts = SimOptions(seed=1, hb_interval=50.0, update_interval=50.0, record_traffic=False)
+        async with SimGateway(opts) as gw, open_ws(gw) as ws:
+            await login(ws)
+            stop = asyncio.Event()
+            faults = asyncio.create_task(_faults(gw, kw, stop))
+            topics = []
+            with pytest.raises(TimeoutError):
+                while True:  # until the socket is quiet for 0.3 s
+                    topics.append((await recv_json(ws, wait=0.3)).get("topic"))
+            stop.set()
+            await faults
+            assert len([t for t in topics if t != "system"]) == 10, topics  # no heartbeat
+
+    asyncio.run(main())

@@ -101,6 +101,14 @@ def _every_for(
     help="With --rate: send RATE frames in one second every 10 s instead of steadily.",
 )
 @click.option(
+    "--grid",
+    type=float,
+    callback=_positive,
+    metavar="S",
+    help="With --rate: send each S seconds' frames in one batch at the start of the S, as a "
+    "real gateway sends market data (0.5), instead of steadily.",
+)
+@click.option(
     "--drop-every",
     type=float,
     callback=_positive,
@@ -156,6 +164,8 @@ def sim(**kw: Any) -> None:
     logging.basicConfig(
         level=kw["log_level"].upper(), format="%(asctime)s %(levelname)s %(message)s"
     )
+    if kw["grid"] is not None and (kw["rate"] <= 0 or kw["burst"]):
+        raise click.UsageError("--grid paces --rate frames: give --rate, and not --burst")
     try:
         options = SimOptions(
             seed=kw["seed"],
@@ -215,7 +225,7 @@ async def _faults(gw: Any, kw: dict[str, Any], stop: asyncio.Event) -> None:
         if kw["burst"]:
             due["burst"] = start
         else:
-            gw.set_rate(kw["rate"])
+            gw.set_rate(kw["rate"], grid=kw["grid"] or 0.0)
     while not stop.is_set():
         now = loop.time()
         for name, when in list(due.items()):
