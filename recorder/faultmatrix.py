@@ -362,6 +362,24 @@ async def _burst(ctx: Context) -> None:
     gw.set_rate(0)
 
 
+FLOOD_FRAMES = 10_000
+
+
+async def _flood(ctx: Context) -> None:
+    """Frames as fast as the socket takes them: faster than storage writes them."""
+    gw = ctx.gw
+    before = gw.stats.frames_sent
+    gw.burst(FLOOD_FRAMES, 0.0)
+    await gw.wait_for(lambda: gw.stats.frames_sent >= before + FLOOD_FRAMES, 30)
+
+
+def _check_flood(ctx: Context, tables: Tables) -> list[str]:
+    stats = ctx.recorder.storage_stats
+    if stats is None or not stats.full_waits:
+        return ["the queue never filled: the reader never waited, backpressure went untested"]
+    return []
+
+
 def _rest(status: int) -> Inject:
     async def inject(ctx: Context) -> None:
         gw = ctx.gw
@@ -464,6 +482,8 @@ FAULTS: tuple[Fault, ...] = (
     Fault("over-1mib", "a 1.25 MiB frame", _oversized, False, _check_oversized),
     Fault("burst-20x", "a burst at 20x the normal rate (4,000 frames in 1 s), queue of 256",
           _burst, False, queue_max=256),
+    Fault("flood", f"{FLOOD_FRAMES:,} frames at full speed into a queue of 64: the reader waits",
+          _flood, False, _check_flood, queue_max=64),
     Fault("rest-429", "REST answers 429 twice", _rest(429), False, _check_rest(429),
           session={"tickle_seconds": 0.5}),
     Fault("rest-500", "REST answers 500 twice", _rest(500), False, _check_rest(500),

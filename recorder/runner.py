@@ -53,7 +53,7 @@ class RunSummary:
     reconnects: int = 0
     stopped_by: str = ""
     recovered_frames: int = 0
-    storage: Any = None
+    storage: StorageStats = field(default_factory=StorageStats)
 
 
 def seconds_until(until: dt.time, timezone: str, now_wall: float) -> float:
@@ -167,7 +167,7 @@ class Recorder:
         )
         recovered = await storage.recover()
         self._storage = storage
-        summary = RunSummary(recovered_frames=int(getattr(recovered, "frames", 0) or 0))
+        summary = RunSummary(recovered_frames=recovered.frames)
         async with aiohttp.ClientSession() as http, asyncio.TaskGroup() as tg:
             api = GatewayApi(http, config.gateway.url, tls, Pacer(), self._clock)
             session = SessionKeeper(
@@ -268,20 +268,22 @@ class Recorder:
             return
         while True:
             now = self._clock()
+            stats = storage.stats
             self._status.update(StatusSnapshot(
                 now=now,
                 uptime=now - started,
                 frames_by_topic=_topic_counts(mux),
-                rows=sum(getattr(storage.stats, "rows", {}).values()) if isinstance(
-                    getattr(storage.stats, "rows", None), dict) else 0,
-                files=int(getattr(storage.stats, "files_published", 0) or 0),
+                rows=sum(stats.rows.values()),
+                files=stats.files_published,
                 queue_depth=storage.queue_depth,
+                queue_max=storage.options.queue_max,
+                full_waits=stats.full_waits,
                 reconnects=mux.reconnects,
                 authenticated=mux.authenticated,
                 smh_open=mux.smh_open,
                 smh_queued=mux.smh_queued,
                 smh_max=self.config.session.smh_max_concurrent,
                 since_frame=None if mux.last_frame_at is None else now - mux.last_frame_at,
-                last_error=getattr(storage.stats, "last_error", None),
+                last_error=stats.last_error,
             ))
             await asyncio.sleep(self._status.interval)

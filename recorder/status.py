@@ -22,6 +22,8 @@ class StatusSnapshot:
     rows: int = 0
     files: int = 0
     queue_depth: int = 0
+    queue_max: int = 0
+    full_waits: int = 0  # so far: frames the socket reader held while the queue was full
     reconnects: int = 0
     authenticated: bool = False
     smh_open: int = 0
@@ -36,8 +38,10 @@ def _duration(seconds: float) -> str:
     return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-def render(snapshot: StatusSnapshot, rates: dict[str, float]) -> str:
-    """One line: what flows, what is written, how healthy the connection is."""
+def render(snapshot: StatusSnapshot, rates: dict[str, float], waited: bool = False) -> str:
+    """One line: what flows, what is written, how healthy the connection is. ``waited``: the
+    socket reader waited for room in the queue since the last line (storage is behind, so
+    reading slows down and the gateway's frames wait in the socket: none is lost)."""
     flows = " ".join(
         f"{topic} {rate:.0f}/s" for topic, rate in sorted(rates.items()) if rate >= 0.5)
     parts = [
@@ -46,7 +50,8 @@ def render(snapshot: StatusSnapshot, rates: dict[str, float]) -> str:
         flows or "no frames",
         f"rows {snapshot.rows:,}",
         f"files {snapshot.files}",
-        f"queue {snapshot.queue_depth}",
+        f"queue {snapshot.queue_depth:,}"
+        + (f"/{snapshot.queue_max:,} full, reading waits" if waited else ""),
         f"reconnects {snapshot.reconnects}",
         f"smh {snapshot.smh_open}/{snapshot.smh_max}"
         + (f" +{snapshot.smh_queued} queued" if snapshot.smh_queued else ""),
@@ -79,7 +84,9 @@ class StatusReporter:
         }
 
     def update(self, snapshot: StatusSnapshot) -> None:
-        line = render(snapshot, self.rates(snapshot))
+        prev = self._previous
+        waited = snapshot.full_waits > (prev.full_waits if prev else 0)
+        line = render(snapshot, self.rates(snapshot), waited)
         self._previous = snapshot
         if self._tty:
             pad = max(0, self._width - len(line))

@@ -29,7 +29,7 @@ import ctypes.util
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
@@ -86,6 +86,7 @@ class StorageStats:
     bytes_written: int = 0
     segments_pending: int = 0
     last_error: str | None = None
+    full_waits: int = 0  # frames that found the queue full and waited for room (backpressure)
 
 
 def _find_malloc_trim() -> Callable[[], object]:
@@ -367,6 +368,7 @@ class Storage:
         self._closing = False
         self._running = False
         self._done = asyncio.Event()
+        self._full_waits = 0
 
     @property
     def queue_depth(self) -> int:
@@ -374,7 +376,7 @@ class Storage:
 
     @property
     def stats(self) -> StorageStats:
-        return self._pipeline.stats()
+        return replace(self._pipeline.stats(), full_waits=self._full_waits)
 
     async def recover(self) -> RecoveryReport:
         """Publish what a killed run left in the folder (journal segments, compactions)."""
@@ -391,6 +393,7 @@ class Storage:
             return
         if self._closing:
             raise RuntimeError("storage is closed")
+        self._full_waits += 1
         await self._queue.put(frame)
         self._wake_on_backlog()
 

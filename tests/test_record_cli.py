@@ -152,3 +152,24 @@ def test_dead_gateway_is_waited_for_not_fatal(tmp_path: Path) -> None:
     assert len(failures) >= 2, events  # retried, not given up
     assert all("/tickle" in d for d in failures)
     assert [k for k, _ in events][-1] == "stop"
+
+
+def test_the_summary_says_when_storage_fell_behind() -> None:
+    from recorder.commands.record import _summary_text
+    from recorder.runner import RunSummary
+    from recorder.storage import StorageStats
+
+    run = RunSummary(seconds=60.0, frames_in=3, frames_by_topic={"smd": 3}, connects=1,
+                     stopped_by="duration", storage=StorageStats(3, {"raw": 3}, 2))
+    text = _summary_text(run, Path("day"))
+    assert text.splitlines() == [
+        "recorded 60.0 s, stopped by duration",
+        "  frames received: 3 (smd 3)",
+        "  rows written: raw 3",
+        "  files published: 2 in day",
+        "  connections: 1, reconnects: 0",
+    ]
+    run.storage = StorageStats(3, {"raw": 3}, 2, full_waits=1234)
+    assert _summary_text(run, Path("day")).splitlines()[-1] == (
+        "  storage fell behind: the socket reader waited for room 1,234 time(s); frames waited"
+        " in the socket, none was lost")

@@ -29,6 +29,17 @@ def test_render_names_every_health_figure() -> None:
     )
 
 
+def test_the_line_says_when_reading_waited_for_a_full_queue() -> None:
+    out = io.StringIO()
+    reporter = StatusReporter(out, tty=True)
+    reporter.update(snap(1.0, 1, queue_depth=12, queue_max=10_000))
+    reporter.update(snap(2.0, 5, queue_depth=10_000, queue_max=10_000, full_waits=3))
+    reporter.update(snap(3.0, 9, queue_depth=4_210, queue_max=10_000, full_waits=3))
+    lines = [line.strip() for line in out.getvalue().split("\r")[1:]]
+    assert [line.split(" | ")[5] for line in lines] == [
+        "queue 12", "queue 10,000/10,000 full, reading waits", "queue 4,210"]
+
+
 def test_terminal_redraws_one_line() -> None:
     out = io.StringIO()
     reporter = StatusReporter(out, tty=True)

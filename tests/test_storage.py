@@ -221,6 +221,27 @@ def test_put_nowait_raises_when_full(tmp_path: Path) -> None:
     assert raw_rows(tmp_path) == expected_raw(real_frames(2))
 
 
+def test_a_put_into_a_full_queue_waits_and_is_counted(tmp_path: Path) -> None:
+    """The backpressure the status line reports: a put that finds no room waits (the socket
+    reader stops reading) until the writer makes room, and ``full_waits`` counts it."""
+    async def main() -> None:
+        storage = Storage(StorageOptions(tmp_path, TZ, queue_max=2), Redactor())
+        frames = real_frames(3)
+        await storage.put(frames[0])
+        await storage.put(frames[1])
+        assert storage.stats.full_waits == 0
+        waiting = asyncio.create_task(storage.put(frames[2]))
+        await asyncio.sleep(0)
+        assert not waiting.done() and storage.stats.full_waits == 1
+        writer = asyncio.create_task(storage.run())  # makes room
+        await waiting
+        await storage.close()
+        await writer
+
+    asyncio.run(main())
+    assert raw_rows(tmp_path) == expected_raw(real_frames(3))
+
+
 async def until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
     for _ in range(int(seconds / 0.005)):
         if condition():

@@ -127,7 +127,8 @@ async def run_record(url: str, cafile: str, out: Path, rotate_seconds: float) ->
     stats = summary.storage
     emit({"done": True, "frames_in": summary.frames_in, "reconnects": summary.reconnects,
           "journaled": stats.frames, "rows": stats.rows,
-          "files_published": stats.files_published, "last_error": stats.last_error})
+          "files_published": stats.files_published, "full_waits": stats.full_waits,
+          "last_error": stats.last_error})
 
 
 # -- the bare receive loop -------------------------------------------------------------------

@@ -13,10 +13,15 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from recorder.redact import RedactingFilter, Redactor
+
+if TYPE_CHECKING:
+    from recorder.config import Config
+    from recorder.runner import RunSummary
 
 
 def setup_logging(redactor: Redactor, quiet: bool) -> None:
@@ -98,7 +103,7 @@ def record(
     click.echo(_summary_text(summary, config.output.dir), err=True)
 
 
-async def _record(config: object, redactor: Redactor) -> object:
+async def _record(config: Config, redactor: Redactor) -> RunSummary:
     from recorder.runner import Recorder
     from recorder.status import StatusReporter
 
@@ -106,9 +111,8 @@ async def _record(config: object, redactor: Redactor) -> object:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    quiet = getattr(config, "quiet", False)
-    status = None if quiet else StatusReporter()
-    recorder = Recorder(config, redactor=redactor, status=status)  # type: ignore[arg-type]
+    status = None if config.quiet else StatusReporter()
+    recorder = Recorder(config, redactor=redactor, status=status)
     try:
         return await recorder.run(stop)
     finally:
@@ -116,16 +120,18 @@ async def _record(config: object, redactor: Redactor) -> object:
             status.finish()
 
 
-def _summary_text(summary: object, out: Path) -> str:
-    s = summary
-    topics = ", ".join(f"{k} {v:,}" for k, v in sorted(getattr(s, "frames_by_topic", {}).items()))
-    stats = getattr(s, "storage", None)
-    rows = getattr(stats, "rows", {}) or {}
-    tables = ", ".join(f"{k} {v:,}" for k, v in sorted(rows.items()) if v)
-    return "\n".join([
-        f"recorded {getattr(s, 'seconds', 0.0):.1f} s, stopped by {getattr(s, 'stopped_by', '?')}",
-        f"  frames received: {getattr(s, 'frames_in', 0):,}" + (f" ({topics})" if topics else ""),
+def _summary_text(s: RunSummary, out: Path) -> str:
+    topics = ", ".join(f"{k} {v:,}" for k, v in sorted(s.frames_by_topic.items()))
+    stats = s.storage
+    tables = ", ".join(f"{k} {v:,}" for k, v in sorted(stats.rows.items()) if v)
+    lines = [
+        f"recorded {s.seconds:.1f} s, stopped by {s.stopped_by or '?'}",
+        f"  frames received: {s.frames_in:,}" + (f" ({topics})" if topics else ""),
         f"  rows written: {tables or 'none'}",
-        f"  files published: {getattr(stats, 'files_published', 0)} in {out}",
-        f"  connections: {getattr(s, 'connects', 0)}, reconnects: {getattr(s, 'reconnects', 0)}",
-    ])
+        f"  files published: {stats.files_published} in {out}",
+        f"  connections: {s.connects}, reconnects: {s.reconnects}",
+    ]
+    if stats.full_waits:
+        lines.append(f"  storage fell behind: the socket reader waited for room"
+                     f" {stats.full_waits:,} time(s); frames waited in the socket, none was lost")
+    return "\n".join(lines)
