@@ -51,7 +51,7 @@ def render(snapshot: StatusSnapshot, rates: dict[str, float], waited: bool = Fal
         f"rows {snapshot.rows:,}",
         f"files {snapshot.files}",
         f"queue {snapshot.queue_depth:,}"
-        + (f"/{snapshot.queue_max:,} full, reading waits" if waited else ""),
+        + (f"/{snapshot.queue_max:,} was full: reading waited" if waited else ""),
         f"reconnects {snapshot.reconnects}",
         f"smh {snapshot.smh_open}/{snapshot.smh_max}"
         + (f" +{snapshot.smh_queued} queued" if snapshot.smh_queued else ""),

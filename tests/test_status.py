@@ -37,7 +37,7 @@ def test_the_line_says_when_reading_waited_for_a_full_queue() -> None:
     reporter.update(snap(3.0, 9, queue_depth=4_210, queue_max=10_000, full_waits=3))
     lines = [line.strip() for line in out.getvalue().split("\r")[1:]]
     assert [line.split(" | ")[5] for line in lines] == [
-        "queue 12", "queue 10,000/10,000 full, reading waits", "queue 4,210"]
+        "queue 12", "queue 10,000/10,000 was full: reading waited", "queue 4,210"]
 
 
 def test_terminal_redraws_one_line() -> None:
