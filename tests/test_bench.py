@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from recorder.benchmark.processes import Sample
 from recorder.benchmark.readme import BEGIN, END, write_readme
-from recorder.benchmark.report import fit_slope
+from recorder.benchmark.report import fit_slope, rss_figures
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC_KEYS = {
@@ -77,3 +78,23 @@ def test_readme_section_replaces_only_between_markers(tmp_path: Path, quick: dic
 def test_slope_is_least_squares() -> None:
     assert fit_slope([(0, 1), (1, 3), (2, 5)]) == pytest.approx(2.0)
     assert fit_slope([(1, 7)]) == 0.0
+
+
+def _rss(*mb: float) -> list[Sample]:
+    return [Sample(t=i, frames_in=i * 500_000, cpu_s=0.0, rss_mb=m, queue=0)
+            for i, m in enumerate(mb)]
+
+
+def test_rss_is_flat_unless_it_grows() -> None:
+    # 1 MB more per million frames (7 MB over the hour's 7.2M frames): flat
+    steady = rss_figures(_rss(80, 150, 151, 150, 152, 152.5, 153, 153.5))
+    assert steady["rss_flat"] and steady["rss_mb_per_million_frames"] == 1.0
+    assert steady["rss_mb_1h_equiv"] == 153.5 + 1.0 * 3.7  # 3.7M frames still to go
+    # 20 MB per million frames: a leak, projected over the hour
+    leak = rss_figures(_rss(80, 150, 160, 170, 180, 190, 200, 210))
+    assert not leak["rss_flat"] and leak["rss_mb_per_million_frames"] == 20.0
+    assert leak["rss_mb_1h_equiv"] == 210 + 20 * 3.7
+    # falling after a peak (a trim, a rotation): no growth, so flat, and the peak stands
+    falling = rss_figures(_rss(80, 190, 185, 180, 175, 170, 160, 150))
+    assert falling["rss_flat"] and falling["rss_mb_per_million_frames"] < -5
+    assert falling["rss_mb_1h_equiv"] == 190

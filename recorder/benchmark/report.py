@@ -98,7 +98,8 @@ def rss_figures(samples: list[Sample]) -> dict[str, Any]:
         "rss_mb_peak": round(peak, 1),
         "rss_mb_per_million_frames": round(slope, 2),
         "rss_frames_measured": last.frames_in,
-        "rss_flat": abs(slope) * HOUR_AT_2K / 1e6 < 20.0,
+        # growth is what a bound has to rule out: RSS that falls (slope < 0) is flat enough
+        "rss_flat": slope * HOUR_AT_2K / 1e6 < 20.0,
         "rss_samples_mb": [round(s.rss_mb) for s in samples[:: max(1, len(samples) // 20)]],
         "rss_method": (
             "the recorder process's RSS (psutil), sampled every 0.5 s with its frame count "
@@ -107,7 +108,7 @@ def rss_figures(samples: list[Sample]) -> dict[str, Any]:
             "at 2,000 frames/s); rss_mb_1h_equiv is the larger of the peak and the last sample "
             "plus the least-squares slope of RSS over frames (second half of the run) times "
             "the frames still missing to 7.2M (an hour at 2,000 frames/s). rss_flat: that "
-            "slope adds under 20 MB over 7.2M frames."),
+            "slope adds under 20 MB over 7.2M frames (a falling RSS adds nothing)."),
     }
 
 
@@ -213,6 +214,9 @@ def e2e_figures(full: ReceiverRun, bare: ReceiverRun, at2k: ReceiverRun,
         "frames_out_of_order": sum(run.out_of_order or 0 for run in recorded),
         "bare_frames_lost": bare.frames_lost + bare2k.frames_lost,
         "e2e_queue_depth_max": full.queue_max,
+        # frames the recorder's socket reader held while storage's queue was full (backpressure)
+        "e2e_reader_waits": int(full.done.get("full_waits", 0)),
+        "at_2k_reader_waits": int(at2k.done.get("full_waits", 0)),
         "e2e_bytes_per_frame": round((full.parquet_bytes or 0) / max(1, full.raw_in or 0), 1),
         "e2e_window_s": round(full.window_s, 1),
         "bare_window_s": round(bare.window_s, 1),
