@@ -45,7 +45,7 @@ _KNOWN: Final = frozenset({"row", "focus", "price", "bid", "ask"})
 _I32: Final = (-(2**31), 2**31 - 1)
 _FIRST: Final = pa.scalar(0, pa.int64())
 _SECOND: Final = pa.scalar(1, pa.int64())
-
+_NO_HEAD: Final = (None, None, None)
 
 
 def _part(parsed: pa.Table, recv_ts: Sequence[int], seqs: Sequence[int]) -> Part | None:
@@ -93,15 +93,13 @@ def _part(parsed: pa.Table, recv_ts: Sequence[int], seqs: Sequence[int]) -> Part
     keep_rows = pc.array_take(pa.array(frame_ok, pa.bool_()), parent)
     parents = pa.array(parent, pa.int64())
     prices = [numbers[k] for k in ("price", "@price") if k in numbers]
+    accounts, conids, exchanges = zip(*(heads.get(t, _NO_HEAD) for t in topics), strict=True)
     columns = [
         pc.array_take(pa.array(recv_ts, pa.int64()), parents),
         pc.array_take(pa.array(seqs, pa.int64()), parents),
-        pc.array_take(pa.array([heads.get(t, (None,))[0] for t in topics], pa.string()),
-                      parents),
-        pc.array_take(pa.array([heads.get(t, (None, None))[1] for t in topics], pa.int64()),
-                      parents),
-        pc.array_take(pa.array([heads.get(t, (None, None, None))[2] for t in topics],
-                               pa.string()), parents),
+        pc.array_take(pa.array(accounts, pa.string()), parents),
+        pc.array_take(pa.array(conids, pa.int64()), parents),
+        pc.array_take(pa.array(exchanges, pa.string()), parents),
         row_no, focus,
         (prices[0] if len(prices) == 1 else pc.coalesce(*prices)) if prices else None,
         numbers.get("@size"), numbers.get("bid"), numbers.get("ask"), extra,
