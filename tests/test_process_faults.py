@@ -7,6 +7,7 @@ gateway, which runs in this test's event loop and says exactly what it sent and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import signal
 import time
@@ -244,16 +245,12 @@ def _published_readable(out: Path) -> None:
 @pytest.fixture
 def disk(tmp_path: Path) -> Iterator[Path]:
     """An 8 MiB tmpfs for the full-disk tests (skipped where it cannot be mounted)."""
-    path = tmp_path / "disk"
-    try:
-        mounted = small_tmpfs(path, "8m")
-        mounted.__enter__()
-    except MountRefused as exc:
-        pytest.skip(f"cannot mount a small tmpfs for the full-disk test: {exc}")
-    try:
+    with contextlib.ExitStack() as mounted:
+        try:
+            path = mounted.enter_context(small_tmpfs(tmp_path / "disk", "8m"))
+        except MountRefused as exc:
+            pytest.skip(f"cannot mount a small tmpfs for the full-disk test: {exc}")
         yield path
-    finally:
-        mounted.__exit__(None, None, None)
 
 
 @pytest.mark.parametrize("space_returns", [True, False], ids=["space-returns", "stays-full"])
