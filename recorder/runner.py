@@ -109,7 +109,8 @@ class Recorder:
 
     @property
     def queue_depth(self) -> int:
-        """Frames and events waiting for storage (what the status line shows)."""
+        """Frames and events waiting for storage: its queue and the pending line (the status
+        line shows the queue alone, against its bound)."""
         storage = self._storage
         return (storage.queue_depth if storage else 0) + len(self._pending)
 

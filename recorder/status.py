@@ -23,7 +23,7 @@ class StatusSnapshot:
     files: int = 0
     queue_depth: int = 0
     queue_max: int = 0
-    full_waits: int = 0  # so far: frames the socket reader held while the queue was full
+    full_waits: int = 0  # so far: StorageStats.full_waits, puts that waited for a full queue
     reconnects: int = 0
     authenticated: bool = False
     smh_open: int = 0
