@@ -86,6 +86,7 @@ class Recorder:
         rng: random.Random | None = None,
         status: StatusReporter | None = None,
         queue_max: int = 10_000,
+        storage: Callable[[StorageOptions, Redactor], Storage] = Storage,
     ) -> None:
         self.config = config
         self.redactor = redactor or Redactor()
@@ -94,6 +95,7 @@ class Recorder:
         self._rng = rng or random.Random()
         self._status = status
         self._queue_max = queue_max
+        self._make_storage = storage  # the benchmark's reader-only run passes its own
         self._counters = Counters()
         self._pending: deque[Frame] = deque()
         self._pending_ready = asyncio.Event()
@@ -156,7 +158,7 @@ class Recorder:
         tls = tls_context(config.gateway)
         started = self._clock()
         use_system_allocator()  # a long run: memory that stays flat (see the function)
-        storage = Storage(
+        storage = self._make_storage(
             StorageOptions(
                 dir=config.output.dir,
                 timezone=config.output.timezone,

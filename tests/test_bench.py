@@ -53,12 +53,14 @@ def test_quick_prints_every_spec_key(quick: dict) -> None:
 def test_quick_extras_explain_the_figures(quick: dict) -> None:
     for key in ("parse_ns_per_frame", "pipeline_ns_per_frame", "e2e_frames_per_s",
                 "bare_frames_per_s", "frames_sent", "cpu_pct_at_2k_gateway_paced",
-                "bare_cpu_pct_at_2k_gateway_paced"):
+                "bare_cpu_pct_at_2k_gateway_paced", "reader_only_frames_per_s",
+                "reader_only_vs_bare"):
         assert quick[key] > 0, key
     assert isinstance(quick["frames_lost"], int)
     assert isinstance(quick["frames_out_of_order"], int)
     assert isinstance(quick["rss_flat"], bool)
     assert quick["rss_method"] and quick["e2e_method"] and quick["offline_method"]
+    assert quick["reader_only_method"]
     assert quick["machine"]["cores"] >= 1 and quick["machine"]["python"]
     assert set(quick["verdicts"]) >= set(SPEC_KEYS) - {"bytes_per_frame"}
     assert quick["quick"] is True

@@ -9,9 +9,11 @@ it; ``rate full``: as fast as TCP takes it; ``rate <frames/s> grid <s>``: in one
 until ``quit``.
 
 ``... record --url U --cafile C --out DIR`` runs the real :class:`~recorder.runner.Recorder`
-against it; ``... bare --url U --cafile C --session-id S`` runs the baseline: a bare
-``websockets`` receive loop with the same TLS context, cookie, connection options and
-subscription messages, doing nothing with a frame but count it. Both print a sample
+against it; ``... reader`` (same options) runs it with a storage that counts every frame and
+drops it (:class:`DroppingStorage`): the socket reader's cost alone, the most any faster
+storage could give in one process; ``... bare --url U --cafile C --session-id S`` runs the
+baseline: a bare ``websockets`` receive loop with the same TLS context, cookie, connection
+options and subscription messages, doing nothing with a frame but count it. All print a sample
 ``{"t","frames_in","queue","ready"}`` every :data:`SAMPLE_SECONDS`, and on ``stop`` end
 cleanly and print ``{"done": true, ...}``.
 """
@@ -39,6 +41,8 @@ from recorder.config import (
     SmdGroup,
     TradesConfig,
 )
+from recorder.frames import Frame
+from recorder.storage import Storage
 
 SAMPLE_SECONDS = 0.25
 ACCOUNT = "DU1234567"
@@ -102,10 +106,26 @@ async def run_sim() -> None:
 # -- the recorder ----------------------------------------------------------------------------
 
 
-async def run_record(url: str, cafile: str, out: Path, rotate_seconds: float) -> None:
+class DroppingStorage(Storage):
+    """Storage that takes every frame at once and keeps none: with it the recorder is its
+    socket reader alone (multiplexer, classification, the put), as if storage cost nothing.
+    Only for the benchmark's reader-only run; its folder stays empty."""
+
+    dropped = 0
+
+    async def put(self, frame: Frame) -> None:
+        self.dropped += 1
+
+    def put_nowait(self, frame: Frame) -> None:
+        self.dropped += 1
+
+
+async def run_record(url: str, cafile: str, out: Path, rotate_seconds: float,
+                     drop: bool = False) -> None:
     from recorder.runner import Recorder
 
-    recorder = Recorder(bench_config(url, cafile, out, rotate_seconds))
+    recorder = Recorder(bench_config(url, cafile, out, rotate_seconds),
+                        storage=DroppingStorage if drop else Storage)
     stop = asyncio.Event()
     task = asyncio.create_task(recorder.run(stop))
 
@@ -178,7 +198,7 @@ async def run_bare(url: str, cafile: str, session_id: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m recorder.benchmark.children")
-    parser.add_argument("role", choices=("sim", "record", "bare"))
+    parser.add_argument("role", choices=("sim", "record", "reader", "bare"))
     parser.add_argument("--url", default="")
     parser.add_argument("--cafile", default="")
     parser.add_argument("--session-id", default="")
@@ -187,8 +207,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.role == "sim":
         asyncio.run(run_sim())
-    elif args.role == "record":
-        asyncio.run(run_record(args.url, args.cafile, args.out, args.rotate_seconds))
+    elif args.role in ("record", "reader"):
+        asyncio.run(run_record(args.url, args.cafile, args.out, args.rotate_seconds,
+                               drop=args.role == "reader"))
     else:
         asyncio.run(run_bare(args.url, args.cafile, args.session_id))
 

@@ -1,7 +1,8 @@
 """The end-to-end benchmark: the recorder against a bare receive loop, fed by the simulator.
 
 Each run starts a fresh simulator process (TLS on 127.0.0.1) and one receiver process (the real
-recorder, or the bare ``websockets`` loop of :mod:`recorder.benchmark.children`), waits until
+recorder, the recorder with a storage that drops every frame, or the bare ``websockets`` loop of
+:mod:`recorder.benchmark.children`), waits until
 it has subscribed, turns the simulator's load pump on at ``rate`` frames/s (far above what
 either can take means "full speed": the pump then waits on TCP, so the receiver sets the
 pace; with ``grid``, in one batch every ``grid`` seconds, as a real gateway's market-data
@@ -71,7 +72,7 @@ def run_receiver(kind: str, rate: float, warmup: float, window: float, workdir: 
         out = workdir / f"{kind}-{int(rate) or 'full'}{'-grid' if grid else ''}"
         shutil.rmtree(out, ignore_errors=True)
         args = ["--url", info["url"], "--cafile", info["cafile"]]
-        if kind == "record":
+        if kind in ("record", "reader"):
             args += ["--out", str(out), "--rotate-seconds", f"{rotate_seconds:g}"]
         else:
             args += ["--session-id", info["session_id"]]
