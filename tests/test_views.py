@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import orjson
@@ -100,6 +101,11 @@ def _with_times(payload: bytes, start_ms: int) -> bytes:
     return orjson.dumps(obj)
 
 
+def _ms(when: dt.datetime) -> int:
+    """Epoch milliseconds of an aware datetime, exactly (no float on the way)."""
+    return (when - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(milliseconds=1)
+
+
 def test_bars_dedup_one_row_per_bar(tmp_path: Path) -> None:
     smh = [p for p in real_payloads() if b'"smh+' in p]
     timed = [_with_times(p, 1_734_973_500_000) for p in smh]
@@ -112,9 +118,10 @@ def test_bars_dedup_one_row_per_bar(tmp_path: Path) -> None:
         latest[key] = max(latest.get(key, 0), b["seq"])
     con = recorder.open(tmp_path)
     assert con.execute("SELECT count(*) FROM bars").fetchall() == [(len(bars),)]
-    got = con.execute("SELECT conid, bar, source, bar_time, seq FROM bars_dedup").fetchall()
-    assert {(g[0], g[1], g[2], g[3].timestamp() * 1000): g[4] for g in got} == {
-        (*k[:3], k[3].timestamp() * 1000): v for k, v in latest.items()}
+    got = con.execute("SELECT conid, bar, source, epoch_ms(bar_time), seq FROM bars_dedup"
+                      ).fetchall()
+    assert {g[:4]: g[4] for g in got} == {
+        (*k[:3], _ms(k[3])): v for k, v in latest.items()}
     assert len(got) == len(latest) < len(bars)
     assert set(latest.values()) == {len(frames)}  # the last copy of the frame's bars
 
