@@ -39,8 +39,8 @@ def _duration(seconds: float) -> str:
 
 
 def render(snapshot: StatusSnapshot, rates: dict[str, float], waited: bool = False) -> str:
-    """One line: what flows, what is written, how healthy the connection is. ``waited``: the
-    socket reader waited for room in the queue since the last line (storage is behind, so
+    """One line: what flows, what is written, how healthy the connection is. ``waited``: a
+    frame waited for room in the queue since the last line (storage is behind, so
     reading slows down and the gateway's frames wait in the socket: none is lost)."""
     flows = " ".join(
         f"{topic} {rate:.0f}/s" for topic, rate in sorted(rates.items()) if rate >= 0.5)

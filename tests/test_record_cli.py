@@ -171,5 +171,5 @@ def test_the_summary_says_when_storage_fell_behind() -> None:
     ]
     run.storage = StorageStats(3, {"raw": 3}, 2, full_waits=1234)
     assert _summary_text(run, Path("day")).splitlines()[-1] == (
-        "  storage fell behind: the socket reader waited for room 1,234 time(s); frames waited"
-        " in the socket, none was lost")
+        "  storage fell behind: 1,234 time(s) a frame waited for room in its queue and reading"
+        " paused; none was lost")

@@ -132,6 +132,6 @@ def _summary_text(s: RunSummary, out: Path) -> str:
         f"  connections: {s.connects}, reconnects: {s.reconnects}",
     ]
     if stats.full_waits:
-        lines.append(f"  storage fell behind: the socket reader waited for room"
-                     f" {stats.full_waits:,} time(s); frames waited in the socket, none was lost")
+        lines.append(f"  storage fell behind: {stats.full_waits:,} time(s) a frame waited for"
+                     f" room in its queue and reading paused; none was lost")
     return "\n".join(lines)
