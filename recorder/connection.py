@@ -257,7 +257,11 @@ class Multiplexer:
                 data = data.encode()
             self._last_frame = clock()
             self.frames_in += 1
-            topic, signal = classify(data)
+            try:
+                topic, signal = classify(data)
+            except Exception:  # a bug must not end the run: the frame is still recorded
+                log.exception("could not classify a frame; recording it as is")
+                topic, signal = b"message", None
             by_topic[topic] += 1
             counters.seq += 1
             self._putting = True  # blocked here is backpressure, not a silent socket

@@ -19,6 +19,7 @@ _TOPIC = b'"topic":"'
 _TOPIC_LEN = len(_TOPIC)
 _STS_REST = _STS[_TOPIC_LEN:]  # what follows _TOPIC in _STS
 _SMH_REST = _SMH[_TOPIC_LEN:]
+_CONID_DIGITS = 19  # a conid is an int64
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,9 @@ def _smh_signal(payload: bytes) -> Signal | None:
     if not isinstance(topic, str) or server_id is None:
         return None
     conid_text = topic[4:].split("+", 1)[0].split("@", 1)[0]
-    if not conid_text.isdigit():
+    # ASCII digits only, and no longer than an int64: str.isdigit() also takes "²", which
+    # int() refuses, and int() refuses text past 4,300 digits; a raise here would end the run.
+    if not (conid_text.isascii() and conid_text.isdigit()) or len(conid_text) > _CONID_DIGITS:
         return None
     return SmhAnswer(int(conid_text), str(server_id))
 

@@ -47,10 +47,14 @@ def test_ordinary_frames_need_no_reaction(name: str) -> None:
 @pytest.mark.parametrize(
     "payload",
     [b"", b"\x99\xff", b'{"topic":"sts"', b'{"topic":"smh+abc","serverId":"1"}',
-     b'{"topic":"sts","args":[1]}', b'{"topic":"smh+1"}', b"waiting for session"],
+     b'{"topic":"sts","args":[1]}', b'{"topic":"smh+1"}', b"waiting for session",
+     # digits int() refuses: a superscript two (str.isdigit() takes it), and 5,000 of them
+     '{"topic":"smh+\u00b2","serverId":"1","data":[]}'.encode(),
+     b'{"topic":"smh+' + b"7" * 5000 + b'","serverId":"1"}'],
 )
 def test_broken_frames_never_raise(payload: bytes) -> None:
     assert signal_of(payload) is None
+    assert classify(payload)[1] is None
 
 
 def test_non_utf8_sts_still_read() -> None:
