@@ -18,6 +18,7 @@ Rules and invariants:
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 from pathlib import Path
 from typing import IO, Final
@@ -28,6 +29,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from recorder.journal import Opener, default_opener
+
+log = logging.getLogger(__name__)
 
 PARTIAL: Final = ".partial"
 COMPRESSION: Final = "zstd"
@@ -172,4 +175,7 @@ class PartialFile:
                 self._file.close()
             except OSError:
                 pass
-        self.partial_path.unlink(missing_ok=True)
+        try:
+            self.partial_path.unlink(missing_ok=True)
+        except OSError as exc:  # a stray .partial is unread and harmless; a raise here is not
+            log.warning("could not remove %s: %s", self.partial_path, exc)

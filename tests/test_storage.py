@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from recorder.frames import Frame
-from recorder.journal import list_segments
+from recorder.journal import default_opener, list_segments
 from recorder.normalizer import normalize
 from recorder.redact import Redactor
 from recorder.storage import (
@@ -160,6 +162,36 @@ def test_parquet_error_rebuilds_from_journal(tmp_path: Path) -> None:
     assert raw_rows(tmp_path) == expected_raw(frames)
     assert table_rows(tmp_path, "market_data") == normalize(frames)["market_data"].num_rows
     assert list_segments(tmp_path / "_journal") == []
+
+
+def test_a_parquet_error_whose_cleanup_fails_too_still_keeps_each_frame_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """write() raises only when the journal refused the batch (the caller then writes it
+    again): an error while dropping a failed .partial must not raise after the journal took
+    the batch, or the retry journals it twice and every row is published twice."""
+    frames = real_frames(300)
+    parquet_disk = FullDisk(budget=0)  # every .partial write fails; the journal has room
+
+    def opener(path: Path, mode: str) -> IO[bytes]:
+        return parquet_disk(path, mode) if path.name.endswith(".partial") else \
+            default_opener(path, mode)
+
+    unlink = Path.unlink
+    refused: list[Path] = []
+
+    def unlink_once_refused(path: Path, missing_ok: bool = False) -> None:
+        if path.name.endswith(".partial") and not refused:
+            refused.append(path)
+            raise OSError(errno.EIO, "Input/output error")
+        unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink_once_refused)
+    pipe = Pipeline(tmp_path, timezone=TZ, opener=opener, row_group_rows=1)
+    pipe.write(frames)  # the row groups fail, then dropping the partial fails: not raised
+    assert refused and "No space left" in (pipe.stats().last_error or "")
+    parquet_disk.budget = 10**9
+    pipe.close()  # rebuilt from the journal
+    assert raw_rows(tmp_path) == expected_raw(frames)
 
 
 def test_failed_publish_stays_in_journal_until_it_succeeds(tmp_path: Path) -> None:
