@@ -266,8 +266,13 @@ def compact_table(root: Path, table: str, date: str,
     live = partition_dir(root, table, date)
     if not live.is_dir():
         return 0, 0
+    # The files first, then the live segments: a file found here whose segment is gone by the
+    # listing below is settled (its segment is deleted only after it was published), and one
+    # published after the glob is not an input. Listed first, a rotation between the two made
+    # a file of a still-listed segment an input, which recovery then published a second time.
+    found = sorted(live.glob("*.parquet"))
     busy = set(list_segments(root / JOURNAL_DIR))
-    inputs = sorted(p for p in live.glob("*.parquet") if segment_of(p.name) not in busy)
+    inputs = [p for p in found if segment_of(p.name) not in busy]
     if len(inputs) < 2:
         return 0, 0
     seqs = [s for s in (segment_of(p.name) for p in inputs) if s is not None]

@@ -14,10 +14,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from recorder import compact
 from recorder.compact import compact_day, overlapping_groups, recover_compactions, time_span
 from recorder.frames import Frame
+from recorder.journal import segment_path
 from recorder.normalizer import normalize
 from recorder.recover import recover_dir
+from recorder.schema import TABLES
 from recorder.storage import Pipeline
 from tests.storage_frames import T0, real_frames, rows
 
@@ -130,6 +133,42 @@ def test_files_of_a_live_segment_are_left_alone(tmp_path: Path) -> None:
     assert names == ["raw-100000-1-2.parquet", "raw-100000-3.parquet"]
     recover_dir(killed)
     assert raw_seqs(killed) == [f.seq for f in frames]
+
+
+def test_a_rotation_during_the_busy_check_is_not_merged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A segment rotates while compaction decides which files are settled: its file lands and
+    the recorder is killed before deleting the segment. Compaction must not merge that file,
+    or recovery publishes it again and its rows are there twice."""
+    frames = real_frames(600)
+    root = tmp_path / "data"
+    record(root, frames[:400], per_segment=200)
+    real_list = compact.list_segments
+
+    def list_with_a_rotation_meanwhile(journal_dir: Path) -> list[int]:
+        busy = real_list(journal_dir)
+        if not raced:
+            raced.append(True)
+            pipe = Pipeline(root, timezone=TZ, clock=lambda: T0)
+            pipe.write(frames[400:])
+            segment = segment_path(root / "_journal", 3)
+            pipe.flush()
+            kept = segment.read_bytes()
+            pipe.close()  # the files are published ...
+            segment.write_bytes(kept)  # ... and the kill came before the segment's delete
+        return busy
+
+    raced: list[bool] = []
+    monkeypatch.setattr(compact, "list_segments", list_with_a_rotation_meanwhile)
+    compact_day(root, DAY)  # the race comes while the first table is compacted
+    assert raced
+    recover_dir(root)
+    clean = tmp_path / "clean"
+    record(clean, frames, per_segment=200)
+    for table in TABLES:
+        query = f"SELECT count(*) FROM read_parquet('{{}}/{table}/*/*.parquet')"
+        if (clean / table).is_dir():
+            assert rows(query.format(root)) == rows(query.format(clean)), table
 
 
 CHILD = """
