@@ -137,6 +137,8 @@ def publish_segment(root: Path, number: int, normalize: Normalize,
         for folder in {p.final_path.parent for p in finished}:
             fsync_dir(folder)
             fsync_dir(folder.parent)
+        if finished:  # DIR/<table> may be new: its entry must be durable before the segment goes
+            fsync_dir(root)
     except BaseException:
         for part in files.values():
             if part is not None and not part.final_path.exists():

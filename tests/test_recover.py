@@ -11,6 +11,9 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from recorder import recover
 from recorder.frames import Frame
 from recorder.journal import list_segments, segment_path
 from recorder.normalizer import normalize
@@ -49,6 +52,35 @@ def test_unpublished_segment_is_published_once(tmp_path: Path) -> None:
     assert counts(killed, list(want)) == want
     assert recover_dir(killed).segments == 0  # a second recovery finds nothing
     assert counts(killed, list(want)) == want
+
+
+def test_recovery_makes_new_folders_durable_before_it_deletes_the_segment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run killed before its first rotation leaves no table folder: recovery creates them,
+    and the output folder's entries must be on disk (fsynced) before the journal segment that
+    could rebuild them is deleted, or a power cut could leave neither."""
+    pipe = Pipeline(tmp_path / "live", timezone=TZ)
+    pipe.write(real_frames(100))
+    pipe.flush()
+    shutil.copytree(tmp_path / "live", tmp_path / "killed")
+    pipe.close()
+    killed = tmp_path / "killed"
+    done: list[str] = []
+    fsync_dir, unlink = recover.fsync_dir, Path.unlink
+
+    def traced_fsync(folder: Path) -> None:
+        done.append(f"fsync {folder.relative_to(tmp_path)}")
+        fsync_dir(folder)
+
+    def traced_unlink(path: Path, missing_ok: bool = False) -> None:
+        if path.suffix == ".jnl":
+            done.append("delete segment")
+        unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(recover, "fsync_dir", traced_fsync)
+    monkeypatch.setattr(Path, "unlink", traced_unlink)
+    assert recover_dir(killed).segments == 1
+    assert "fsync killed" in done[: done.index("delete segment")]
 
 
 def test_kill_in_the_middle_of_a_rotation(tmp_path: Path) -> None:
