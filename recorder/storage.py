@@ -105,7 +105,7 @@ def malloc_trim() -> None:
     elsewhere). ctypes releases the GIL for the call, which takes 3 to 20 ms.
 
     Arrow buffers, zstd contexts and big ``bytes`` come and go by the megabyte with every
-    write, from several threads; glibc keeps what they free, scattered over its arenas.
+    write; glibc keeps what they free in its arenas.
     Recording the simulator at full speed, the recorder's RSS crept from 196 to 231 MB over
     2.1M frames while the Arrow pool and the Python objects stayed flat; trimming every 3 s
     held it at 156 to 183 MB (see :data:`TRIM_EVERY_FRAMES` for how often)."""

@@ -10,8 +10,8 @@ until ``quit``.
 
 ``... record --url U --cafile C --out DIR`` runs the real :class:`~recorder.runner.Recorder`
 against it; ``... reader`` (same options) runs it with a storage that counts every frame and
-drops it (:class:`DroppingStorage`): the socket reader's cost alone, the most any faster
-storage could give in one process; ``... bare --url U --cafile C --session-id S`` runs the
+drops it (:mod:`recorder.benchmark.dropping`): the socket reader's cost alone, the most any
+faster storage could give in one process; ``... bare --url U --cafile C --session-id S`` runs the
 baseline: a bare ``websockets`` receive loop with the same TLS context, cookie, connection
 options and subscription messages, doing nothing with a frame but count it. All print a sample
 ``{"t","frames_in","queue","ready"}`` every :data:`SAMPLE_SECONDS`, and on ``stop`` end
@@ -41,8 +41,6 @@ from recorder.config import (
     SmdGroup,
     TradesConfig,
 )
-from recorder.frames import Frame
-from recorder.storage import Storage
 
 SAMPLE_SECONDS = 0.25
 ACCOUNT = "DU1234567"
@@ -106,23 +104,11 @@ async def run_sim() -> None:
 # -- the recorder ----------------------------------------------------------------------------
 
 
-class DroppingStorage(Storage):
-    """Storage that takes every frame at once and keeps none: with it the recorder is its
-    socket reader alone (multiplexer, classification, the put), as if storage cost nothing.
-    Only for the benchmark's reader-only run; its folder stays empty."""
-
-    dropped = 0
-
-    async def put(self, frame: Frame) -> None:
-        self.dropped += 1
-
-    def put_nowait(self, frame: Frame) -> None:
-        self.dropped += 1
-
-
 async def run_record(url: str, cafile: str, out: Path, rotate_seconds: float,
                      drop: bool = False) -> None:
+    from recorder.benchmark.dropping import DroppingStorage
     from recorder.runner import Recorder
+    from recorder.storage import Storage
 
     recorder = Recorder(bench_config(url, cafile, out, rotate_seconds),
                         storage=DroppingStorage if drop else Storage)

@@ -240,7 +240,7 @@ def e2e_figures(full: ReceiverRun, bare: ReceiverRun, at2k: ReceiverRun,
         "frames_out_of_order": sum(run.out_of_order or 0 for run in recorded),
         "bare_frames_lost": bare.frames_lost + bare2k.frames_lost,
         "e2e_queue_depth_max": full.queue_max,
-        # frames the recorder's socket reader held while storage's queue was full (backpressure)
+        # puts that found storage's queue full and waited for room (backpressure)
         "e2e_reader_waits": int(full.done.get("full_waits", 0)),
         "at_2k_reader_waits": int(at2k.done.get("full_waits", 0)),
         "e2e_bytes_per_frame": round((full.parquet_bytes or 0) / max(1, full.raw_in or 0), 1),
