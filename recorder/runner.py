@@ -42,6 +42,7 @@ from recorder.subscriptions import SubscriptionBook
 log = logging.getLogger(__name__)
 
 STORAGE_STUCK_SECONDS = 5.0  # at stop: storage failing and journaling nothing this long
+SOCKET_STOP_SECONDS = 3.0  # at stop: unsubscribing, then the socket closing, each at most this
 
 
 @dataclass
@@ -194,12 +195,18 @@ class Recorder:
 
             summary.stopped_by = await self._wait_for_stop(stop, started)
             log.info("stopping (%s): unsubscribing, closing, publishing", summary.stopped_by)
-            # Stop reading first, so nothing arrives after the queue is drained.
-            await mux.stop()
+            # Stop reading first, so nothing arrives after the queue is drained. Unsubscribing
+            # puts the frames it sends, which waits while storage is full; a failing disk must
+            # not hold the stop there (what is sent but not queued goes on the pending line).
             try:
-                await asyncio.wait_for(asyncio.shield(reader), timeout=3.0)
+                await asyncio.wait_for(mux.stop(), timeout=SOCKET_STOP_SECONDS)
+                await asyncio.wait_for(asyncio.shield(reader), timeout=SOCKET_STOP_SECONDS)
             except TimeoutError:
+                log.warning("the socket did not close within %.0f s: closing it without "
+                            "waiting", SOCKET_STOP_SECONDS)
                 reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
             keeper.cancel()
             status.cancel()
             self.emit("stop", None, {"reason": summary.stopped_by})
@@ -238,13 +245,14 @@ class Recorder:
             elif stats.last_error and self._clock() - since >= STORAGE_STUCK_SECONDS:
                 log.error(
                     "storage is failing (%s) and wrote nothing for %.0f s: stopping without "
-                    "it; %d queued frames were not journaled. Once the disk is fixed, run "
+                    "it; %d frames were not journaled. Once the disk is fixed, run "
                     "`recorder recover %s` to publish what the journal holds",
                     stats.last_error, STORAGE_STUCK_SECONDS,
-                    self.queue_depth, self.config.output.dir)
+                    storage.unjournaled + len(self._pending), self.config.output.dir)
                 task.cancel()
                 writer.cancel()
                 await asyncio.gather(task, writer, return_exceptions=True)
+                await storage.abandon()
                 return
 
     async def _wait_for_stop(self, stop: asyncio.Event, started: float) -> str:

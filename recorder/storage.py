@@ -237,14 +237,31 @@ class Pipeline:
             self._pending.pop(0)
 
     def close(self) -> None:
-        """Rotate (publish every file) and release the folder; safe to call twice."""
+        """Rotate (publish every file) and release the folder; safe to call twice. If publishing
+        fails it raises and stays open, holding the folder, so that close can be retried."""
         if self._closed:
             return
-        try:
-            self.rotate()
-        finally:
-            self._closed = True
-            self._lock.release()
+        self.rotate()
+        self._closed = True
+        self._lock.release()
+
+    def abandon(self) -> None:
+        """Let the folder go without publishing, when storage has given up (a disk that keeps
+        failing): close the journal segment as it is, drop the unpublished files and release
+        the folder. ``recorder recover`` publishes the journal once the disk is fixed."""
+        if self._closed:
+            return
+        self._closed = True
+        segment, self._segment = self._segment, None
+        if segment is not None:
+            try:
+                segment.close()
+            except OSError as exc:  # its fsync: what did land is still read by recovery
+                log.warning("closing the journal segment failed: %s", exc)
+        for part in self._files.values():
+            part.abort()
+        self._files, self._buffers, self._buffered = {}, {}, {}
+        self._lock.release()
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -371,6 +388,7 @@ class Storage:
         self._running = False
         self._done = asyncio.Event()
         self._full_waits = 0
+        self._in_hand = 0  # frames of the batch being written (see unjournaled)
         # All file work on one thread of storage's own, not asyncio's shared pool: a write's
         # megabytes of transient memory then come and go in one glibc arena. With the pool,
         # writes landed on up to six threads, each with an arena of its own; recording the
@@ -384,6 +402,12 @@ class Storage:
     @property
     def queue_depth(self) -> int:
         return self._queue.qsize()
+
+    @property
+    def unjournaled(self) -> int:
+        """Frames storage holds that are not in the journal yet: the queue and the batch in
+        hand (being written, or waiting to be retried)."""
+        return self._queue.qsize() + self._in_hand
 
     @property
     def stats(self) -> StorageStats:
@@ -420,7 +444,10 @@ class Storage:
             self._enough.set()
 
     async def close(self) -> None:
-        """Stop accepting frames, drain, flush and publish every file; safe to call twice."""
+        """Stop accepting frames, drain, flush and publish every file; safe to call twice.
+
+        A failing disk is retried until it works (see :meth:`_retry`): whoever calls this
+        bounds the wait, as the runner does."""
         if not self._closing:
             self._closing = True
             if self._running:
@@ -431,6 +458,21 @@ class Storage:
         if self._running:
             await self._done.wait()
         self._thread.shutdown(wait=False)  # idle by now; a later close finds it shut: fine
+
+    async def abandon(self, seconds: float = 2.0) -> None:
+        """After the writer task was cancelled mid-failure: let the folder go without publishing
+        (:meth:`Pipeline.abandon`), once a file call still running in storage's thread ends,
+        waiting at most ``seconds`` for it (a hung disk)."""
+        self._closing = True
+        try:
+            done = self._thread.submit(self._pipeline.abandon)
+        except RuntimeError:  # the thread is shut down: close() got that far
+            return
+        self._thread.shutdown(wait=False)
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(done), seconds)
+        except TimeoutError:
+            log.warning("storage's thread is still busy on the disk; not waiting for it")
 
     async def run(self) -> None:
         """The writer task: returns after :meth:`close` once everything is published."""
@@ -456,18 +498,24 @@ class Storage:
         while not stopping:
             batch, stopping = await self._take(min(next_flush, next_rotate))
             if batch:
-                await self._retry("journal write", self._pipeline.write, batch,
-                                  give_up=stopping)
+                await self._write(batch)
             # A timer may fire a hair before its deadline: treat that as the deadline.
             now = self._clock() + _TIMER_SLACK
             if now >= next_flush or stopping:
-                await self._retry("journal fsync", self._pipeline.flush, give_up=stopping)
+                await self._retry("journal fsync", self._pipeline.flush)
                 next_flush = self._clock() + flush_every
             if now >= next_rotate and not stopping:
                 await self._retry("rotation", self._pipeline.rotate)
                 published = published or self._pipeline.stats().files_published > 0
                 next_rotate = self._clock() + rotate_every()
-        await self._retry("closing", self._pipeline.close, give_up=True)
+        await self._retry("closing", self._pipeline.close)
+
+    async def _write(self, batch: list[Frame]) -> None:
+        self._in_hand = len(batch)
+        try:
+            await self._retry("journal write", self._pipeline.write, batch)
+        finally:
+            self._in_hand = 0
 
     async def _take(self, deadline: float) -> tuple[list[Frame], bool]:
         """Frames to write next (at most ``batch_max``), and whether the stop was reached.
@@ -497,11 +545,14 @@ class Storage:
             batch.append(item)  # type: ignore[arg-type]
         return batch, False
 
-    async def _retry(self, doing: str, call: Callable[..., None], *args: object,
-                     give_up: bool = False) -> None:
-        """Run ``call`` in a thread; on error log it, show it in stats, back off and retry
-        (the queue fills meanwhile: that is the backpressure). When closing, give up after a
-        few attempts: the journal keeps what it has for ``recorder recover``."""
+    async def _retry(self, doing: str, call: Callable[..., None], *args: object) -> None:
+        """Run ``call`` in a thread until it succeeds; on error log it, show it in stats, back
+        off and try again (the queue fills meanwhile: that is the backpressure).
+
+        Stopping changes nothing here: a batch not yet journaled is kept in hand and retried,
+        since giving up would lose it where not even ``recorder recover`` can find it. How long
+        a stop may wait on a failing disk is the caller's to decide (the runner gives up after
+        ``STORAGE_STUCK_SECONDS`` without progress and cancels this task)."""
         delay = self.options.retry_min_seconds
         attempts = 0
         while True:
@@ -511,10 +562,6 @@ class Storage:
                 attempts += 1
                 error = self._pipeline.last_error = f"{doing}: {type(exc).__name__}: {exc}"
                 log.error("storage error (%s), retrying in %.1f s", error, delay)
-                if give_up and attempts >= 3:
-                    log.error("storage gave up %s; run `recorder recover` on %s",
-                              doing, self.options.dir)
-                    return
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.options.retry_max_seconds)
             else:
@@ -529,5 +576,5 @@ class Storage:
             if item is not _STOP:
                 batch.append(item)  # type: ignore[arg-type]
         if batch:
-            await self._retry("journal write", self._pipeline.write, batch, give_up=True)
-        await self._retry("closing", self._pipeline.close, give_up=True)
+            await self._write(batch)
+        await self._retry("closing", self._pipeline.close)

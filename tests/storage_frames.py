@@ -48,11 +48,13 @@ def parquet_files(root: Path) -> list[Path]:
 
 class FullDisk:
     """A file-system seam: files opened by it raise ENOSPC once ``budget`` bytes are spent
-    (across all files), until ``budget`` is raised again."""
+    (across all files), until ``budget`` is raised again, or, with ``space_after``, until that
+    many writes have failed (space comes back then, without a clock)."""
 
-    def __init__(self, budget: int) -> None:
+    def __init__(self, budget: int, space_after: int | None = None) -> None:
         self.budget = budget
         self.failures = 0
+        self.space_after = space_after
 
     def __call__(self, path: Path, mode: str) -> IO[bytes]:
         return cast(IO[bytes], _LimitedFile(default_opener(path, mode), self))  # duck-typed
@@ -72,6 +74,8 @@ class _LimitedFile:
             if part:
                 self._inner.write(bytes(data[:part]))
                 self._disk.budget = 0
+            if self._disk.space_after is not None and self._disk.failures >= self._disk.space_after:
+                self._disk.budget = 10**12
             raise OSError(errno.ENOSPC, "No space left on device")
         self._disk.budget -= n
         written = self._inner.write(data)

@@ -347,3 +347,54 @@ def test_a_disk_full_for_longer_than_the_heartbeat_timeout_costs_no_frame(
         assert row.recorded > 1000
 
     asyncio.run(main())
+
+
+
+def test_a_stop_on_a_full_disk_with_a_full_queue_ends_and_loses_nothing_journaled(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """SIGTERM while storage cannot write and its queue is full: unsubscribing waits for room
+    that never comes, and so would storage. The stop gives up on both in bounded time and says
+    what to run; ``recorder recover`` then publishes every frame the journal took."""
+    from recorder.recover import recover_dir
+    from recorder.redact import Redactor
+    from recorder.runner import Recorder
+    from recorder.storage import Storage, StorageOptions, StorageStats
+    from tests.recording import make_config, record_while
+    from tests.storage_frames import FullDisk, rows
+
+    out = tmp_path / "data"
+    disk = FullDisk(budget=10**12)
+
+    def storage(options: StorageOptions, redactor: Redactor) -> Storage:
+        return Storage(options, redactor, opener=disk)
+
+    async def main() -> int:
+        async with SimGateway(SimOptions(seed=7, hb_interval=0.5, update_interval=0.1)) as gw:
+            config = make_config(gw, out, smd=("265598",), orders=True, pnl=True,
+                                 tic_seconds=10.0)
+
+            async def scenario(rec: Recorder) -> None:
+                await _streaming(gw)
+                await gw.wait_for(lambda: (rec.storage_stats or StorageStats()).frames > 0,
+                                  timeout(10))
+                disk.budget = 0
+                gw.set_rate(500.0)
+
+                def stuck() -> bool:
+                    stats = rec.storage_stats
+                    return stats is not None and stats.full_waits > 0 and bool(stats.last_error)
+
+                await gw.wait_for(stuck, timeout(10))  # the reader waits for room: queue full
+
+            summary = await record_while(config, scenario, queue_max=50, storage=storage)
+        return summary.storage.frames
+
+    journaled = asyncio.run(main())
+    assert "wrote nothing for 5 s: stopping without it" in caplog.text
+    assert f"run `recorder recover {out}`" in caplog.text
+    disk.budget = 10**12
+    recover_dir(out)
+    published = [seq for (seq,) in rows(
+        f"SELECT seq FROM read_parquet('{out}/raw/**/*.parquet') UNION "
+        f"SELECT seq FROM read_parquet('{out}/events/**/*.parquet') ORDER BY seq")]
+    assert journaled > 0 and published == list(range(1, journaled + 1))

@@ -15,6 +15,7 @@ import pytest
 from recorder.frames import Frame
 from recorder.journal import default_opener, list_segments
 from recorder.normalizer import normalize
+from recorder.recover import FolderBusy
 from recorder.redact import Redactor
 from recorder.storage import (
     Pipeline,
@@ -315,6 +316,70 @@ def test_full_disk_is_reported_retried_and_loses_nothing(tmp_path: Path) -> None
     assert error is not None and "No space left on device" in error
     assert failures < 40  # it backs off instead of spinning
     assert raw_rows(tmp_path) == expected_raw(frames)
+
+
+def _stop_while_the_disk_is_full(tmp_path: Path, frames: list[Frame], disk: FullDisk,
+                                 journaled_first: int) -> Storage:
+    """Put ``frames`` (the first ``journaled_first`` journaled and fsynced before), fill the
+    disk, then stop cleanly: the close meets the full disk."""
+    async def main() -> Storage:
+        storage = Storage(StorageOptions(tmp_path, TZ, rotate_seconds=60, flush_seconds=0.05,
+                                         retry_min_seconds=0.01, retry_max_seconds=0.02),
+                          Redactor(), opener=disk)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(storage.run())
+            for frame in frames[:journaled_first]:
+                await storage.put(frame)
+            await until(lambda: storage.stats.frames == journaled_first)
+            await asyncio.sleep(0.1)  # two flush periods: the journal is fsynced
+            for frame in frames[journaled_first:]:
+                await storage.put(frame)  # queued: the next write is at the next flush
+            disk.budget = 0
+            await storage.close()
+        return storage
+
+    return asyncio.run(main())
+
+
+def test_a_full_disk_at_a_clean_stop_is_waited_out_not_given_up(tmp_path: Path) -> None:
+    """The batch in hand at the stop is retried for as long as it takes (the runner bounds a
+    stop on a failing disk): given up, it would be in neither the files nor the journal."""
+    frames = real_frames(1_000)
+    disk = FullDisk(budget=10**9, space_after=8)
+    storage = _stop_while_the_disk_is_full(tmp_path, frames, disk, journaled_first=0)
+    assert disk.failures == 8
+    assert "No space left on device" in (storage.stats.last_error or "")
+    assert raw_rows(tmp_path) == expected_raw(frames)
+    assert list_segments(tmp_path / "_journal") == []
+    assert storage.unjournaled == 0
+
+
+def test_a_close_that_failed_to_publish_is_retried_for_real(tmp_path: Path) -> None:
+    """Everything is in the journal, and publishing fails at the stop: the retried close
+    publishes, instead of finding the pipeline marked closed and doing nothing."""
+    frames = real_frames(600)
+    disk = FullDisk(budget=10**9, space_after=2)
+    _stop_while_the_disk_is_full(tmp_path, frames, disk, journaled_first=len(frames))
+    assert disk.failures == 2
+    assert raw_rows(tmp_path) == expected_raw(frames)
+    assert list_segments(tmp_path / "_journal") == []
+
+
+def test_a_pipeline_whose_close_failed_stays_open_and_keeps_its_folder(tmp_path: Path) -> None:
+    disk = FullDisk(budget=10**9)
+    pipe = Pipeline(tmp_path, timezone=TZ, clock=lambda: T0, opener=disk)
+    frames = real_frames(300)
+    pipe.write(frames)
+    disk.budget = 0
+    with pytest.raises(OSError):
+        pipe.close()
+    with pytest.raises(FolderBusy):  # a second recorder on the folder is still refused
+        Pipeline(tmp_path, timezone=TZ).recover()
+    disk.budget = 10**9
+    pipe.close()
+    pipe.close()
+    assert raw_rows(tmp_path) == expected_raw(frames)
+    assert list_segments(tmp_path / "_journal") == []
 
 
 def test_first_file_is_published_early_then_rotation_slows(tmp_path: Path) -> None:
