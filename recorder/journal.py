@@ -16,7 +16,8 @@ Rules and invariants:
   header or body is short or whose CRC does not match (the torn tail a kill -9 leaves) and
   reports it; it never raises for a torn tail.
 - A failed append truncates the segment back to its last whole record, so later records are
-  never hidden behind a torn one.
+  never hidden behind a torn one; if that truncate fails too, no later append writes anything
+  until a truncate succeeds (each append tries again first, and raises while it cannot).
 - Segment numbers only grow, across runs in the same folder: ``_journal/last`` remembers the
   highest number ever opened (written atomically before the segment is created).
 - Payloads are stored as given; storage redacts them *before* they get here.
@@ -180,6 +181,7 @@ class Segment:
         self._file = file
         self._size = size
         self._dirty = False
+        self._torn = False  # bytes of a failed append are still after the last whole record
         self.frames = 0
 
     @classmethod
@@ -208,6 +210,8 @@ class Segment:
         """Write ``frames`` as one record; on error the segment is cut back and it raises."""
         if not frames:
             return 0
+        if self._torn:
+            self._truncate()  # raises while the torn bytes cannot be cut off: nothing is written
         blob = encode_batch(frames)
         try:
             written = self._file.write(blob)
@@ -219,7 +223,11 @@ class Segment:
                         raise OSError("short write to the journal")
                     view = view[n:]
         except BaseException:
-            self._truncate()
+            self._torn = True
+            try:
+                self._truncate()
+            except OSError:
+                pass  # the next append tries again before it writes
             raise
         self._size += len(blob)
         self._dirty = True
@@ -227,11 +235,10 @@ class Segment:
         return len(blob)
 
     def _truncate(self) -> None:
-        try:
-            self._file.truncate(self._size)
-            self._file.seek(self._size)
-        except OSError:
-            pass  # the reader still stops at the torn record; nothing after it was written
+        """Cut the segment back to its last whole record (raises ``OSError`` if it cannot)."""
+        self._file.truncate(self._size)
+        self._file.seek(self._size)
+        self._torn = False
 
     @property
     def size(self) -> int:

@@ -49,12 +49,14 @@ def parquet_files(root: Path) -> list[Path]:
 class FullDisk:
     """A file-system seam: files opened by it raise ENOSPC once ``budget`` bytes are spent
     (across all files), until ``budget`` is raised again, or, with ``space_after``, until that
-    many writes have failed (space comes back then, without a clock)."""
+    many writes have failed (space comes back then, without a clock). The next
+    ``truncates_failing`` truncates raise EIO (a disk that fails more than one way)."""
 
     def __init__(self, budget: int, space_after: int | None = None) -> None:
         self.budget = budget
         self.failures = 0
         self.space_after = space_after
+        self.truncates_failing = 0
 
     def __call__(self, path: Path, mode: str) -> IO[bytes]:
         return cast(IO[bytes], _LimitedFile(default_opener(path, mode), self))  # duck-typed
@@ -80,6 +82,12 @@ class _LimitedFile:
         self._disk.budget -= n
         written = self._inner.write(data)
         return n if written is None else written
+
+    def truncate(self, size: int) -> int:
+        if self._disk.truncates_failing > 0:
+            self._disk.truncates_failing -= 1
+            raise OSError(errno.EIO, "Input/output error")
+        return self._inner.truncate(size)
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._inner, name)

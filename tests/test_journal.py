@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -96,6 +97,27 @@ def test_failed_append_cuts_back_and_later_records_survive(tmp_path: Path) -> No
     seg.append(frames[40:])
     seg.close()
     assert read_segment(seg.path).frames == frames
+
+
+def test_a_failed_cut_back_is_retried_before_anything_else_is_written(tmp_path: Path) -> None:
+    """The torn record cannot be cut off at once (EIO): appending after it would hide every
+    later record from the reader, so appends raise until the cut succeeds, then go on."""
+    frames = real_frames(80)
+    disk = FullDisk(budget=10_000_000)
+    seg = Segment.create(tmp_path, 1, 0, "UTC", opener=disk)
+    seg.append(frames[:20])
+    disk.budget, disk.truncates_failing = 500, 2  # torn, and the cut fails, and fails again
+    with pytest.raises(OSError, match="No space left"):
+        seg.append(frames[20:40])
+    disk.budget = 10_000_000
+    with pytest.raises(OSError, match="Input/output error"):
+        seg.append(frames[20:40])  # the retry: the torn bytes are still there, nothing written
+    assert seg.path.stat().st_size > seg.size
+    seg.append(frames[20:40])  # the cut works now, then the batch lands
+    seg.append(frames[40:])
+    seg.close()
+    contents = read_segment(seg.path)
+    assert contents.frames == frames and contents.torn_bytes == 0
 
 
 def test_numbers_grow_across_runs_even_after_segments_are_deleted(tmp_path: Path) -> None:
