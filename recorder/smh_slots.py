@@ -12,7 +12,11 @@ stream. So:
 - ``umh`` goes out once per serverId. Later frames with the same serverId (streaming updates)
   free nothing. An answer matching no open slot (e.g. it came after its timeout) still gets its
   one ``umh``, so IBKR's slot is freed too.
-- An answer frees the oldest open slot for its conid.
+- An answer frees the oldest open slot for its conid, unless a request for that conid timed
+  out earlier on this connection and has had no answer yet: then the answer is taken for that
+  late one's and frees nothing. Taken for an open request's, it would free a slot whose request
+  is still open at IBKR, one more than ``max_concurrent``; taken the other way, wrongly, the
+  worst is a slot held until its timeout.
 - A reconnect voids open slots (their answers will not come): those requests go back to the
   front of the queue, in their order, and are sent again once the new connection is
   authenticated. Nothing is sent while disconnected.
@@ -69,6 +73,7 @@ class SmhScheduler:
         self._open: list[_Slot] = []
         self._due: dict[int, float] = {}  # repeating request -> when it comes back
         self._unsubscribed: set[str] = set()  # serverIds that got their umh, this connection
+        self._late: dict[int, int] = {}  # conid -> timed-out requests not answered yet
         self._connected = False
         self.max_open_seen = 0
 
@@ -98,8 +103,13 @@ class SmhScheduler:
         self._unsubscribed.add(server_id)
         topic = f"smh+{conid}"
         detail: dict[str, object] = {"server_id": server_id}
-        slot = next((s for s in self._open if self._requests[s.index].conid == conid), None)
-        if slot is None:
+        late = self._late.get(conid, 0)
+        slot = None if late else next(
+            (s for s in self._open if self._requests[s.index].conid == conid), None)
+        if late:
+            self._late[conid] = late - 1
+            detail["matched"], detail["late"] = False, True
+        elif slot is None:
             detail["matched"] = False
         else:
             self._open.remove(slot)
@@ -115,6 +125,7 @@ class SmhScheduler:
         for slot in [s for s in self._open if now - s.sent_at >= self._timeout]:
             self._open.remove(slot)
             request = self._requests[slot.index]
+            self._late[request.conid] = self._late.get(request.conid, 0) + 1
             actions.append(Note("smh_timeout", f"smh+{request.conid}",
                                 {"waited_seconds": round(now - slot.sent_at, 3)}))
         for index, due in sorted(self._due.items(), key=lambda item: item[1]):
@@ -141,6 +152,7 @@ class SmhScheduler:
             self._queue.appendleft(slot.index)
         self._open.clear()
         self._unsubscribed.clear()
+        self._late.clear()  # answers to a closed connection's requests never come
 
     def _fill(self, now: float) -> list[Action]:
         actions: list[Action] = []

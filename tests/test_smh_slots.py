@@ -78,8 +78,38 @@ def test_timeout_frees_the_slot_for_the_next_request() -> None:
     # the late answer of the timed-out request: no slot to free, but IBKR's gets its umh
     late = scheduler.on_answer(1, "late", 31.0)
     assert sent(late) == ["umh+late"]
-    assert notes(late, "smh_answer")[0].detail == {"server_id": "late", "matched": False}
+    assert notes(late, "smh_answer")[0].detail == {"server_id": "late", "matched": False,
+                                                    "late": True}
     assert scheduler.open_count == 1
+
+
+def test_a_late_answer_does_not_free_an_open_request_for_the_same_conid() -> None:
+    """Two requests for one conid through one slot: the first times out, the second goes out,
+    then the first one's answer comes. Freeing the second's slot for it would send a third
+    request while the second is still open at IBKR: two open, where one is allowed."""
+    a, b, c = SmhRequest(265598, bar="1min"), SmhRequest(265598, bar="5mins"), SmhRequest(8314)
+    scheduler = SmhScheduler([a, b, c], 1, 30.0)
+    assert sent(scheduler.on_authenticated(0.0)) == [smh_message(a)]
+    assert sent(scheduler.poll(30.0)) == [smh_message(b)]
+    late = scheduler.on_answer(265598, "first", 31.0)
+    assert sent(late) == ["umh+first"]  # IBKR's slot for the first is freed; no new request
+    assert notes(late, "smh_answer")[0].detail["late"] is True
+    assert scheduler.open_count == 1 and scheduler.queued_count == 1
+    second = scheduler.on_answer(265598, "second", 32.0)
+    assert sent(second) == ["umh+second", smh_message(c)]
+    assert notes(second, "smh_answer")[0].detail == {"server_id": "second",
+                                                      "waited_seconds": 2.0}
+
+
+def test_a_reconnect_forgets_the_answers_a_timed_out_request_still_owed() -> None:
+    scheduler = SmhScheduler([SmhRequest(5), SmhRequest(5)], 1, 30.0)
+    scheduler.on_authenticated(0.0)
+    scheduler.poll(30.0)  # the first times out, the second is open
+    scheduler.on_disconnected()
+    scheduler.on_authenticated(40.0)  # the second is asked again, on the new connection
+    answer = scheduler.on_answer(5, "s", 41.0)  # its answer, not the first one's
+    assert notes(answer, "smh_answer")[0].detail == {"server_id": "s", "waited_seconds": 1.0}
+    assert scheduler.open_count == 0
 
 
 def test_duplicate_answer_frees_nothing_and_sends_one_umh() -> None:
