@@ -105,6 +105,7 @@ class Multiplexer:
         self._rng = rng or random.Random()
         self._open_timeout = open_timeout
         self._ws: ClientConnection | None = None
+        self._closing: asyncio.Future[None] | None = None  # our close after an auth loss
         self._stopping = False
         self._wake = asyncio.Event()
         self._last_frame = 0.0
@@ -113,7 +114,8 @@ class Multiplexer:
         self._gap: dict[str, Any] | None = None
         self._last_in_ns = 0
         self._last_in_seq = 0
-        self._putting = False
+        self._putting = False  # the reader waits for storage to take a frame it received
+        self._sends_waiting = 0  # sends whose frame waits for storage (reader or ticker)
         self.authenticated = False
         self.connects = 0
         self.reconnects = 0
@@ -211,6 +213,10 @@ class Multiplexer:
                     await ticker
                 except asyncio.CancelledError:
                     pass
+                if self._closing is not None:
+                    closing, self._closing = self._closing, None
+                    closing.cancel()  # done by now unless this connection ended otherwise
+                    await asyncio.gather(closing, return_exceptions=True)
                 self._ws = None
                 was_auth = self.authenticated
                 self.authenticated = False
@@ -227,7 +233,7 @@ class Multiplexer:
                     self._gap = {"conn_id": self._counters.conn_id, "start_ns": self._last_in_ns,
                                  "last_seq": self._last_in_seq, "code": code}
                     log.warning("websocket closed (code %s); reconnecting", code)
-                    if code == 1000 and not was_auth:
+                    if code == 1000 and not was_auth and not ever_authenticated:
                         self._session.auth_lost("websocket closed 1000 before authentication")
             return ever_authenticated
 
@@ -288,6 +294,11 @@ class Multiplexer:
                     self._book.on_disconnected()
                     self._smh.on_disconnected()
                     self._session.auth_lost("sts authenticated: false")
+                    # The subscriptions went with the session, and nothing on this socket
+                    # brings them back (a gateway may keep it open): close it, reading on
+                    # until it is closed, and the reconnect subscribes afresh once the
+                    # session is back.
+                    self._closing = asyncio.ensure_future(ws.close(1000, "authentication lost"))
             elif isinstance(signal, Competing):
                 self._emit("auth", None, {"competing": signal.competing, "source": "sts"})
             elif isinstance(signal, SmhAnswer):
@@ -307,7 +318,8 @@ class Multiplexer:
         keepalive = KeepAlive(self._config, self._clock())
         while True:
             now = self._clock()
-            if self._putting:  # frames are waiting for storage: the socket is not silent
+            if self._putting or self._sends_waiting:
+                # frames are waiting for storage, not for the socket: it is not silent
                 self._last_frame = now
             keepalive.on_frame(self._last_frame)
             for due in keepalive.poll(now):
@@ -358,6 +370,7 @@ class Multiplexer:
         await ws.send(text)
         frame = Frame(time.time_ns(), self._counters.conn_id, self._counters.next_seq(), OUT,
                       text.encode())
+        self._sends_waiting += 1
         try:
             await self._put(frame)
         except asyncio.CancelledError:
@@ -365,6 +378,8 @@ class Multiplexer:
             # storage is full and this put waits.
             self._keep(frame)
             raise
+        finally:
+            self._sends_waiting -= 1
 
     async def _wait_ready(self) -> str | None:
         ready = asyncio.ensure_future(self._session.wait_ready())

@@ -7,6 +7,7 @@ task carrying it is cancelled while ``put`` waits."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ class FullStorage:
     put_frames: list[Frame] = field(default_factory=list)
     kept: list[Frame] = field(default_factory=list)
     waiting: list[Frame] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)  # kinds the multiplexer emitted
 
     async def put(self, frame: Frame) -> None:
         if self.full(frame):
@@ -46,14 +48,15 @@ class FullStorage:
 
 
 @asynccontextmanager
-async def multiplexer(gw: SimGateway, storage: FullStorage, tic_seconds: float = 1.0
+async def multiplexer(gw: SimGateway, storage: FullStorage, tic_seconds: float = 1.0,
+                      clock: Callable[[], float] = time.monotonic
                       ) -> AsyncIterator[tuple[Multiplexer, asyncio.Task[None]]]:
     config = make_config(gw, Path("unused"), tic_seconds=tic_seconds)
     tls = tls_context(config.gateway)
     counters = Counters()
 
     def emit(kind: str, topic: str | None, detail: object) -> None:
-        pass
+        storage.events.append(kind)
 
     async with aiohttp.ClientSession() as http:
         api = GatewayApi(http, config.gateway.url, tls, Pacer())
@@ -62,7 +65,7 @@ async def multiplexer(gw: SimGateway, storage: FullStorage, tic_seconds: float =
                           SubscriptionBook(config),
                           SmhScheduler(config.smh, config.session.smh_max_concurrent,
                                        config.session.smh_timeout_seconds),
-                          storage.put, emit, counters, storage.keep)
+                          storage.put, emit, counters, storage.keep, clock)
         keeping = asyncio.create_task(keeper.run())
         running = asyncio.create_task(mux.run())
         try:
@@ -112,3 +115,29 @@ def test_a_received_frame_waiting_for_storage_when_the_reader_is_cancelled_is_ke
     assert storage.kept[0] not in storage.put_frames
     seqs = [f.seq for f in storage.put_frames + storage.kept]
     assert sorted(seqs) == list(range(1, max(seqs) + 1))
+
+
+def test_a_send_waiting_for_storage_is_not_taken_for_a_silent_socket() -> None:
+    """Once authenticated, the reader sends the subscriptions, and each frame it sends waits
+    for storage like one it received. Meanwhile the gateway's frames wait in the socket: the
+    dead-socket watchdog must not call it silent, however long storage takes."""
+    storage = FullStorage(full=lambda frame: frame.direction == OUT
+                          and frame.payload.startswith(b"smd+"))
+    now = [1000.0]
+
+    def tics() -> int:
+        return sum(1 for f in storage.put_frames if f.payload == b"tic")
+
+    async def main() -> None:
+        async with SimGateway(SimOptions(seed=1, hb_interval=0.1)) as gw:
+            async with multiplexer(gw, storage, tic_seconds=0.5, clock=lambda: now[0]):
+                await gw.wait_for(lambda: bool(storage.waiting), timeout(10))
+                before = tics()
+                now[0] += 10.0  # five heartbeat timeouts, the subscribe still waiting
+                # the ticker's next round: a tic is due now, and so would the watchdog be
+                await gw.wait_for(lambda: tics() > before or "heartbeat_timeout" in storage.events,
+                                  timeout(10))
+
+    asyncio.run(main())
+    assert "heartbeat_timeout" not in storage.events
+    assert storage.events.count("connect") == 1
