@@ -14,9 +14,12 @@ Rules this module keeps (SPEC §5):
   ``keep``, which never waits. A frame on the wire is never dropped on the way to storage.
 - ``tic`` every ``tic_seconds``; no frame at all for ``heartbeat_timeout_seconds`` means the
   socket is dead: abort it and reconnect.
-- Any close, error or dead socket: back off (capped, jittered), then reconnect. A close 1000
-  before authentication, or ``sts`` saying unauthenticated, is an auth loss: the session keeper
-  checks the REST side again. Nothing here ever ends the process; only :meth:`stop` does.
+- Any close, error or dead socket: back off (capped, jittered), then reconnect. The backoff
+  starts over only after a connection that authenticated and stayed up longer than its cap.
+- A close 1000 before authentication, or ``sts`` saying unauthenticated, is an auth loss: the
+  session keeper checks the REST side again. After such an ``sts`` the recorder closes the
+  socket itself, and the next one subscribes afresh. Nothing here ever ends the process; only
+  :meth:`stop` does.
 
 Time: this is a driver, so it reads ``clock`` (monotonic seconds) and hands ``now`` to the pure
 parts (:class:`KeepAlive`, :class:`SubscriptionBook`, :class:`SmhScheduler`).
@@ -143,15 +146,19 @@ class Multiplexer:
             session_id = await self._wait_ready()
             if session_id is None:
                 break
-            healthy = False
+            authenticated = False
+            opened = self._clock()
             try:
-                healthy = await self._connect_and_serve(session_id)
+                authenticated = await self._connect_and_serve(session_id)
             except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
                 self._emit("connect_failed", None, {"error": f"{type(exc).__name__}: {exc}"})
                 log.warning("websocket connect failed: %s: %s", type(exc).__name__, exc)
             if self._stopping:
                 break
-            if healthy:
+            # Back to the shortest wait only after a connection that was of use: authenticated,
+            # and up for longer than the longest wait. A gateway that takes every socket and
+            # drops it soon after keeps getting longer waits.
+            if authenticated and self._clock() - opened >= self._config.reconnect_max_seconds:
                 delays = self._fresh_backoff()
             delay = next(delays)
             self._emit("reconnect_wait", None, {"seconds": round(delay, 3)})

@@ -44,15 +44,17 @@ class Due(enum.Enum):
 
 
 def backoff(min_seconds: float, max_seconds: float, rng: random.Random) -> Iterator[float]:
-    """Delays before reconnect attempts: about ``min``, ``2·min``, ``4·min``… up to ``max``.
+    """Delays before reconnect attempts: between ``min`` and ``2·min``, then up to ``4·min``,
+    ``8·min``… up to ``max``.
 
-    Each delay is jittered down by up to half (so many recorders restarted together spread
-    out), never below ``min_seconds`` and never above ``max_seconds``. Endless; the same seeded
-    ``rng`` gives the same delays.
+    Each delay is the current ceiling jittered down by up to half, the first one included (many
+    recorders losing their gateway at the same moment, as at its 01:00 reset, spread out), never
+    below ``min_seconds`` and never above ``max_seconds``. Endless; the same seeded ``rng``
+    gives the same delays.
     """
     low = max(0.0, min_seconds)
     high = max(low, max_seconds)
-    ceiling = low
+    ceiling = min(high, 2.0 * low)
     while True:
         yield min(high, max(low, ceiling * (1.0 - rng.random() / 2.0)))
         ceiling = min(high, ceiling * 2.0) if ceiling > 0 else high

@@ -14,7 +14,7 @@ SESSION = SessionConfig(tic_seconds=30.0, heartbeat_timeout_seconds=25.0, tickle
 def test_backoff_grows_to_the_cap_and_stays_within_bounds() -> None:
     delays = list(itertools.islice(backoff(1.0, 60.0, random.Random(7)), 200))
     assert all(1.0 <= d <= 60.0 for d in delays)
-    assert delays[0] == 1.0  # the first ceiling is the minimum itself
+    assert 1.0 <= delays[0] <= 2.0  # the first ceiling is twice the minimum
     assert delays[3] >= 4.0 and delays[5] >= 16.0  # grows
     assert all(30.0 <= d <= 60.0 for d in delays[10:])  # capped, jittered down by half at most
     assert len(set(delays[10:])) > 100  # jittered, not a constant
@@ -33,7 +33,14 @@ def test_backoff_doubles_its_ceiling() -> None:
         def random(self) -> float:
             return 0.0  # no jitter: the ceiling itself
 
-    assert list(itertools.islice(backoff(1.0, 10.0, Top()), 6)) == [1, 2, 4, 8, 10, 10]
+    assert list(itertools.islice(backoff(1.0, 10.0, Top()), 6)) == [2, 4, 8, 10, 10, 10]
+
+
+def test_even_the_first_delay_is_jittered() -> None:
+    """Recorders that lose their gateway together (its 01:00 reset) must not all come back
+    at exactly ``min`` seconds."""
+    firsts = {next(backoff(1.0, 60.0, random.Random(seed))) for seed in range(50)}
+    assert len(firsts) == 50 and all(1.0 <= d <= 2.0 for d in firsts)
 
 
 def test_backoff_degenerate_bounds() -> None:

@@ -188,3 +188,29 @@ def test_sts_authenticated_false_alone_is_an_auth_loss(tmp_path: Path) -> None:
     closes = [d for k, d in events(tmp_path) if k == "disconnect" and not d["stopping"]]
     assert [d["code"] for d in closes] == [1000]
     assert gw.stats.ws_connects == 2
+
+
+def test_a_socket_dropped_soon_after_authenticating_backs_off_longer_each_time(
+        tmp_path: Path) -> None:
+    """Every socket authenticates, subscribes, and is dropped at once: authenticated, but of
+    no use. The waits must keep growing (each within its jittered ceiling: 2, 4, 8… times the
+    minimum), not start over at the minimum after every such connection."""
+
+    async def main() -> None:
+        async with SimGateway(SimOptions(seed=11, hb_interval=0.5, update_interval=0.1)) as gw:
+            config = make_config(gw, tmp_path, smd=("265598",), reconnect_min_seconds=0.05,
+                                 reconnect_max_seconds=2.0)
+
+            async def scenario(rec: Recorder) -> None:
+                for n in range(1, 6):  # the n-th connection subscribes; drop it
+                    await gw.wait_for(lambda n=n: gw.stats.smd_subscribes >= n, timeout(10))
+                    await gw.drop_connections()
+
+            await record_while(config, scenario)
+
+    asyncio.run(main())
+    waits = [d["seconds"] for k, d in events(tmp_path) if k == "reconnect_wait"]
+    assert len(waits) >= 4, waits
+    for n, wait in enumerate(waits[:4]):
+        ceiling = 0.05 * 2 ** (n + 1)
+        assert ceiling / 2 - 0.001 <= wait <= ceiling + 0.001, (n, waits)
