@@ -4,6 +4,7 @@ subscriptions are active again afterwards. The process never exits for any of th
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,10 @@ def test_sts_authenticated_false_alone_is_an_auth_loss(tmp_path: Path) -> None:
     assert gw.stats.ws_connects == 2
 
 
+def subscribed(gw: SimGateway, times: int) -> bool:
+    return gw.stats.smd_subscribes >= times
+
+
 def test_a_socket_dropped_soon_after_authenticating_backs_off_longer_each_time(
         tmp_path: Path) -> None:
     """Every socket authenticates, subscribes, and is dropped at once: authenticated, but of
@@ -203,7 +208,7 @@ def test_a_socket_dropped_soon_after_authenticating_backs_off_longer_each_time(
 
             async def scenario(rec: Recorder) -> None:
                 for n in range(1, 6):  # the n-th connection subscribes; drop it
-                    await gw.wait_for(lambda n=n: gw.stats.smd_subscribes >= n, timeout(10))
+                    await gw.wait_for(functools.partial(subscribed, gw, n), timeout(10))
                     await gw.drop_connections()
 
             await record_while(config, scenario)
