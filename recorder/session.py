@@ -264,7 +264,17 @@ class SessionKeeper:
             await self._sleep_or_recheck(max(self._poll_seconds, next(delays)))
 
     async def _check_status(self) -> AuthStatus:
-        return AuthStatus.from_json(await self._api.request("POST", "/iserver/auth/status"))
+        """``/iserver/auth/status``. A 401 is an answer here, not a failure: no brokerage
+        session (a gateway whose session expired answers so), which ``compete`` goes on to
+        take with ssodh/init."""
+        try:
+            body = await self._api.request("POST", "/iserver/auth/status")
+        except RestError as exc:
+            if exc.status != 401:
+                raise
+            self._note_rest_error(exc)
+            return AuthStatus(False, message="auth/status: HTTP 401 (no brokerage session)")
+        return AuthStatus.from_json(body)
 
     def _set_status(self, status: AuthStatus) -> None:
         changed = status != self.status

@@ -130,6 +130,20 @@ def test_competing_session_taken_back_with_compete(tmp_path: Path) -> None:
     assert gw.stats.ssodh_init_calls >= 1
 
 
+def test_an_expired_session_is_taken_back_with_compete(tmp_path: Path) -> None:
+    """The session expires: ``/tickle`` says unauthenticated and ``/iserver/auth/status``
+    answers 401, as a gateway does then. With ``compete = true`` the 401 is a "not
+    authenticated", not an error to retry: the recorder goes on to ssodh/init, which takes the
+    session back, and streams again without anyone restoring it by hand."""
+
+    async def fault(gw: SimGateway) -> None:
+        gw.expire_session()
+
+    gw, recorded = asyncio.run(survive(tmp_path, fault, compete=True))
+    assert gw.stats.ssodh_init_calls >= 1
+    assert "auth_lost" in recorded
+
+
 def test_a_close_1000_loop_without_sts_is_an_auth_loss(tmp_path: Path) -> None:
     """The session expires while the socket is down, so no ``sts`` says so: the only sign is
     that every new socket is closed 1000 before it authenticates. The recorder takes the first
