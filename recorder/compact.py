@@ -16,6 +16,11 @@ Crash safety, whatever moment a kill comes at:
 - A staging folder without an intent was cut short before the swap: it is deleted.
 - Files whose journal segment still exists are never inputs: their segment may be replayed by
   recovery, which must find them where it published them.
+- Files of the partition that are not inputs are hard-linked into the staging folder just
+  before the swap, so the swap brings them along: a reader never misses them, and a kill right
+  after the swap does not leave them out of the partition until recovery. Only a file published
+  in the instant between those links and the swap is out of sight until the intent is rolled
+  forward (moments later, or at the next recovery).
 - Without ``renameat2`` the swap is two renames through ``.compact-old-D``; recovery completes
   it too, but a reader may meet the partition missing for an instant.
 """
@@ -123,12 +128,32 @@ def _finish(root: Path, intent_path: Path, intent: dict[str, object]) -> None:
     if stage.exists():
         for path in sorted(stage.glob("*.parquet")):
             if path.name not in inputs and path.name != output:
-                os.rename(path, live / path.name)  # published while we compacted
+                # published while we compacted; a rename onto its own hard link (see
+                # _link_others) changes nothing, and the staging copy goes with the folder
+                os.rename(path, live / path.name)
         fsync_dir(live)
         shutil.rmtree(stage)
         fsync_dir(root / table)
     intent_path.unlink()
     fsync_dir(intent_path.parent)
+
+
+def _link_others(live: Path, stage: Path, inputs: set[str]) -> None:
+    """Hard-link the partition's files that are not ``inputs`` into ``stage``, so the swap
+    takes them along. Where the file system has no hard links, :func:`_finish` moves them back
+    after the swap instead (they are out of sight in between)."""
+    for path in sorted(live.glob("*.parquet")):
+        if path.name in inputs:
+            continue
+        try:
+            os.link(path, stage / path.name)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            pass  # gone since the glob (only compaction removes files, and it holds the lock)
+        except OSError:
+            return
+    fsync_dir(stage)
 
 
 class _CompactLock:
@@ -286,6 +311,7 @@ def compact_table(root: Path, table: str, date: str,
     intent_path = root / INTENT_DIR / f"{table}-{date}.json"
     _write_json_atomically(intent_path, {"table": table, "date": date, "output": output,
                                          "inputs": [p.name for p in inputs]})
+    _link_others(live, stage, {p.name for p in inputs})
     _swap(root, table, date)
     _finish(root, intent_path, json.loads(intent_path.read_text()))
     return len(inputs), written

@@ -135,6 +135,45 @@ def test_files_of_a_live_segment_are_left_alone(tmp_path: Path) -> None:
     assert raw_seqs(killed) == [f.seq for f in frames]
 
 
+def test_files_left_out_stay_in_sight_across_the_swap_even_if_killed_there(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The partition holds a file compaction must not merge (its segment is still in the
+    journal). Killed just after the swap, before the intent is rolled forward, the partition
+    must still show that file's rows beside the merged file: none missing, none twice."""
+    frames = real_frames(600)
+    root = tmp_path / "data"
+    pipe = Pipeline(root, timezone=TZ, clock=lambda: T0)
+    for i in (0, 200):
+        pipe.write(frames[i : i + 200])
+        pipe.rotate()
+    pipe.write(frames[400:])
+    pipe.flush()
+    segment = segment_path(root / "_journal", 3)
+    kept = segment.read_bytes()
+    pipe.close()  # segment 3 published ...
+    segment.write_bytes(kept)  # ... and a kill came before its segment was deleted
+    before = table_counts(root)
+
+    class Killed(Exception):
+        pass
+
+    def killed_after_the_swap(*args: object) -> None:
+        raise Killed
+
+    monkeypatch.setattr(compact, "_finish", killed_after_the_swap)
+    with pytest.raises(Killed):
+        compact_day(root, DAY)
+    swapped = [t for t in TABLES if (root / "_compact" / f"{t}-{DAY}.json").exists()]
+    assert len(swapped) == 1
+    live = sorted(p.name for p in (root / swapped[0] / f"date={DAY}").glob("*.parquet"))
+    assert live == [f"{swapped[0]}-100000-1-2.parquet", f"{swapped[0]}-100000-3.parquet"]
+    assert table_counts(root) == before
+    monkeypatch.undo()
+    recover_dir(root)  # rolls the intent forward, replays segment 3
+    assert table_counts(root) == before
+    assert raw_seqs(root) == [f.seq for f in frames]
+
+
 def test_a_rotation_during_the_busy_check_is_not_merged(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A segment rotates while compaction decides which files are settled: its file lands and
