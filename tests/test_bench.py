@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from recorder.benchmark.notes import notes
 from recorder.benchmark.processes import Sample
 from recorder.benchmark.readme import BEGIN, END, write_readme
 from recorder.benchmark.report import fit_slope, rss_figures
@@ -75,6 +76,20 @@ def test_readme_section_replaces_only_between_markers(tmp_path: Path, quick: dic
     assert text.endswith(END + "\nafter\n")
     assert "old" not in text and "| `offline_vs_parse` |" in text
     assert "in one batch every 0.5 s, the recorder used" in text
+
+
+def test_the_notes_follow_the_run(tmp_path: Path, quick: dict) -> None:
+    """``scripts/bench --readme`` writes the notes too, from the run's own figures and
+    verdicts, so a rerun never leaves the README's notes behind its table."""
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{BEGIN}\n{END}\n")
+    met = {**quick, "verdicts": {**quick["verdicts"], "cpu_pct_at_2k": True}}
+    write_readme(readme, met, notes(met))
+    text = readme.read_text()
+    assert "- `cpu_pct_at_2k` is met:" in text
+    assert f"its socket reader alone reached {quick['reader_only_frames_per_s']:,} frames/s" in text
+    failed = {**quick, "verdicts": {**quick["verdicts"], "cpu_pct_at_2k": False}}
+    assert notes(failed)["cpu"].startswith("`cpu_pct_at_2k` is not met:")
 
 
 def test_slope_is_least_squares() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import orjson
 
+from recorder.benchmark.notes import notes
 from recorder.benchmark.readme import write_readme
 from recorder.benchmark.report import DEFAULT, QUICK, run
 
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run(plan, args.workdir or Path(tmp))
     sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
     if args.readme:
-        write_readme(args.readme, result)
+        write_readme(args.readme, result, notes(result))
     return 0
 
 
