@@ -205,8 +205,7 @@ class Recorder:
                 log.warning("the socket did not close within %.0f s: closing it without "
                             "waiting", SOCKET_STOP_SECONDS)
                 reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reader
+                await asyncio.wait({reader})  # its end; a cancel of this task still propagates
             keeper.cancel()
             status.cancel()
             self.emit("stop", None, {"reason": summary.stopped_by})
