@@ -109,6 +109,7 @@ class Multiplexer:
         self._open_timeout = open_timeout
         self._ws: ClientConnection | None = None
         self._closing: asyncio.Future[None] | None = None  # our close after an auth loss
+        self._closing_since = 0.0  # when it was sent, or the reader last waited for storage
         self._stopping = False
         self._wake = asyncio.Event()
         self._last_frame = 0.0
@@ -252,7 +253,6 @@ class Multiplexer:
 
     async def _read_frames(self, ws: ClientConnection, session_id: str) -> bool:
         self._authenticated_once = False
-        ever_authenticated = False
         sent_session = False
         conn_id = self._counters.conn_id
         put = self._put
@@ -264,7 +264,7 @@ class Multiplexer:
             try:
                 data = await ws.recv(decode=False)
             except ConnectionClosed:
-                return ever_authenticated
+                return self._authenticated_once
             ts = time_ns()
             if isinstance(data, str):  # cannot happen with decode=False; keep the type honest
                 data = data.encode()
@@ -286,33 +286,51 @@ class Multiplexer:
                 raise
             self._putting = False
             self._last_in_ns, self._last_in_seq = ts, counters.seq
-            if signal is None:
-                continue
-            now = clock()
-            if isinstance(signal, AuthChanged):
-                if signal.authenticated and not self.authenticated:
-                    self.authenticated = ever_authenticated = self._authenticated_once = True
-                    self._emit("auth_ok", None, {"source": "sts", "conn_id": conn_id})
-                    await self._execute(ws, self._book.on_authenticated(now))
-                    await self._execute(ws, self._smh.on_authenticated(now))
-                    self._wake.set()
-                elif not signal.authenticated and self.authenticated:
-                    self.authenticated = False
-                    self._book.on_disconnected()
-                    self._smh.on_disconnected()
-                    self._session.auth_lost("sts authenticated: false")
-                    # The subscriptions went with the session, and nothing on this socket
-                    # brings them back (a gateway may keep it open): close it, reading on
-                    # until it is closed, and the reconnect subscribes afresh once the
-                    # session is back.
-                    self._closing = asyncio.ensure_future(ws.close(1000, "authentication lost"))
-            elif isinstance(signal, Competing):
-                self._emit("auth", None, {"competing": signal.competing, "source": "sts"})
-            elif isinstance(signal, SmhAnswer):
-                await self._execute(ws, self._smh.on_answer(signal.conid, signal.server_id, now))
-            elif isinstance(signal, WaitingForSession) and not sent_session:
-                sent_session = True
-                await self._send(ws, f'{{"session":"{session_id}"}}')
+            if signal is None or self._closing is not None:
+                continue  # closing: read the socket out, but answer nothing on it
+            try:
+                await self._on_signal(ws, signal, session_id, sent_session)
+            except ConnectionClosed:
+                pass  # a send to a socket that is going away: recv() still drains what came
+            sent_session = sent_session or isinstance(signal, WaitingForSession)
+
+    async def _on_signal(self, ws: ClientConnection, signal: Any, session_id: str,
+                         sent_session: bool) -> None:
+        """React to a frame the socket must answer (``_authenticated_once`` records that this
+        connection authenticated)."""
+        conn_id = self._counters.conn_id
+        now = self._clock()
+        if isinstance(signal, AuthChanged):
+            if signal.authenticated and not self.authenticated:
+                self.authenticated = self._authenticated_once = True
+                self._emit("auth_ok", None, {"source": "sts", "conn_id": conn_id})
+                await self._execute(ws, self._book.on_authenticated(now))
+                await self._execute(ws, self._smh.on_authenticated(now))
+                self._wake.set()
+            elif not signal.authenticated and self.authenticated:
+                self.authenticated = False
+                self._book.on_disconnected()
+                self._smh.on_disconnected()
+                self._session.auth_lost("sts authenticated: false")
+                # the subscriptions went with the session, and nothing on this socket brings
+                # them back (a gateway may keep it open): the next socket subscribes afresh
+                self._close_for_auth_loss(ws, now)
+        elif isinstance(signal, Competing):
+            self._emit("auth", None, {"competing": signal.competing, "source": "sts"})
+        elif isinstance(signal, SmhAnswer):
+            await self._execute(ws, self._smh.on_answer(signal.conid, signal.server_id, now))
+        elif isinstance(signal, WaitingForSession) and not sent_session:
+            await self._send(ws, f'{{"session":"{session_id}"}}')
+
+    def _close_for_auth_loss(self, ws: ClientConnection, now: float) -> None:
+        """Close the socket with 1000 and read on until the gateway has closed it too. No time
+        limit on websockets' side: while storage makes the reader wait, the gateway's close
+        waits unread behind its frames, and a limit would abort the socket and lose them. The
+        ticker gives up instead, once the socket has had ``heartbeat_timeout_seconds`` of
+        reading without closing (see :meth:`_tick_until_closed`)."""
+        ws.close_timeout = None
+        self._closing_since = now
+        self._closing = asyncio.ensure_future(ws.close(1000, "authentication lost"))
 
     async def _tick(self, ws: ClientConnection) -> None:
         """Timers of one connection: tic, the dead-socket watchdog, smd refresh, smh slots."""
@@ -326,12 +344,22 @@ class Multiplexer:
         while True:
             now = self._clock()
             if self._putting or self._sends_waiting:
-                # frames are waiting for storage, not for the socket: it is not silent
-                self._last_frame = now
+                # frames are waiting for storage, not for the socket: it is not silent, and
+                # a close it was sent is not overdue
+                self._last_frame = self._closing_since = now
             keepalive.on_frame(self._last_frame)
+            if self._closing is not None and (
+                    now - self._closing_since >= self._config.heartbeat_timeout_seconds):
+                self._emit("close_timeout", None, {"seconds": round(now - self._closing_since, 1)})
+                log.warning("the gateway did not close the socket: aborting it")
+                transport = ws.transport
+                if transport is not None:
+                    transport.abort()
+                return
             for due in keepalive.poll(now):
                 if due is Due.TIC:
-                    await self._send(ws, "tic")
+                    if self._closing is None:  # a closing socket sends nothing more
+                        await self._send(ws, "tic")
                 elif due is Due.DEAD:
                     silent = round(now - self._last_frame, 1)
                     self._emit("heartbeat_timeout", None, {"silent_seconds": silent})
@@ -341,6 +369,8 @@ class Multiplexer:
                         transport.abort()
                     return
             deadlines = [keepalive.next_deadline()]
+            if self._closing is not None:
+                deadlines.append(self._closing_since + self._config.heartbeat_timeout_seconds)
             if self.authenticated:
                 await self._execute(ws, self._book.poll(now))
                 await self._execute(ws, self._smh.poll(now))

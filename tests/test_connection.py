@@ -20,7 +20,7 @@ from recorder.frames import IN, OUT, Frame
 from recorder.pacing import Pacer
 from recorder.redact import Redactor
 from recorder.session import GatewayApi, SessionKeeper, tls_context, ws_url
-from recorder.sim import SimGateway, SimOptions
+from recorder.sim import SimGateway, SimOptions, encode
 from recorder.smh_slots import SmhScheduler
 from recorder.subscriptions import SubscriptionBook
 from tests.recording import make_config, timeout
@@ -29,15 +29,18 @@ from tests.recording import make_config, timeout
 @dataclass
 class FullStorage:
     """``put`` takes frames until :attr:`full` says a frame must wait; that one waits forever.
-    ``keep`` is the runner's never-waiting hand-off."""
+    ``slow`` makes puts take time. ``keep`` is the runner's never-waiting hand-off."""
 
     full: Callable[[Frame], bool] = lambda frame: False
+    slow: Callable[[Frame], float] = lambda frame: 0.0  # seconds a put takes (a slow disk)
     put_frames: list[Frame] = field(default_factory=list)
     kept: list[Frame] = field(default_factory=list)
     waiting: list[Frame] = field(default_factory=list)
     events: list[str] = field(default_factory=list)  # kinds the multiplexer emitted
 
     async def put(self, frame: Frame) -> None:
+        if delay := self.slow(frame):
+            await asyncio.sleep(delay)
         if self.full(frame):
             self.waiting.append(frame)
             await asyncio.Event().wait()
@@ -141,3 +144,62 @@ def test_a_send_waiting_for_storage_is_not_taken_for_a_silent_socket() -> None:
     asyncio.run(main())
     assert "heartbeat_timeout" not in storage.events
     assert storage.events.count("connect") == 1
+
+
+def _received(storage: FullStorage, conn_id: int) -> list[bytes]:
+    return [f.payload for f in storage.put_frames + storage.kept
+            if f.direction == IN and f.conn_id == conn_id]
+
+
+async def _lose_auth_then_send(gw: SimGateway, storage: FullStorage, mux: Multiplexer,
+                               frames: list[tuple[bytes, str]]) -> list[bytes]:
+    """On the live socket: sts authenticated:false, then ``frames``; wait for the recorder's
+    close to end that connection. What the gateway sent on it, in order."""
+    await gw.wait_for(lambda: mux.authenticated, timeout(10))
+    conn = next(c for c in gw.conns.values() if c.authed and not c.closed)
+    await gw.send(conn, encode.sts_one("authenticated", False), "sts")
+    for payload, topic in frames:
+        await gw.send(conn, payload, topic)
+    await gw.wait_for(lambda: "disconnect" in storage.events, timeout(20))
+    return [f.payload for f in gw.sent if f.conn_id == 1]
+
+
+def test_closing_after_an_auth_loss_loses_nothing_behind_a_slow_storage() -> None:
+    """The recorder closes the socket after sts authenticated:false. Storage is slow, so the
+    gateway's own close waits behind frames the reader has not taken yet, for longer than any
+    close timeout: the socket must not be aborted under them, every frame is recorded."""
+    storage = FullStorage()
+    pad = b"x" * 2000
+
+    async def main() -> tuple[list[bytes], list[bytes]]:
+        async with SimGateway(SimOptions(seed=1, hb_interval=10.0)) as gw:
+            async with multiplexer(gw, storage, tic_seconds=30.0) as (mux, _):
+                await gw.wait_for(lambda: mux.authenticated, timeout(10))
+                storage.slow = lambda frame: 0.005  # 800 frames: 4 s, twice websockets' 2 s
+                burst = [(b'{"topic":"system","hb":%d,"pad":"%s"}' % (i, pad), "system")
+                         for i in range(800)]
+                sent = await _lose_auth_then_send(gw, storage, mux, burst)
+                return sent, _received(storage, 1)
+
+    sent, received = asyncio.run(main())
+    assert received == sent
+    assert "close_timeout" not in storage.events and "heartbeat_timeout" not in storage.events
+
+
+def test_a_frame_to_answer_on_a_closing_socket_does_not_end_the_reading() -> None:
+    """After the recorder's close, an smh answer comes (its umh would be a send on a closing
+    socket): the reader answers nothing there, and reads on to the end."""
+    storage = FullStorage(slow=lambda frame: 0.3 if frame.payload.startswith(b'{"topic":"smh+')
+                          else 0.0)
+
+    async def main() -> tuple[list[bytes], list[bytes]]:
+        async with SimGateway(SimOptions(seed=1, hb_interval=10.0)) as gw:
+            async with multiplexer(gw, storage, tic_seconds=30.0) as (mux, _):
+                frames = [(b'{"topic":"smh+265598","serverId":"999","data":[]}', "smh+265598")]
+                frames += [(b'{"topic":"system","hb":%d}' % i, "system") for i in range(50)]
+                sent = await _lose_auth_then_send(gw, storage, mux, frames)
+                return sent, _received(storage, 1)
+
+    sent, received = asyncio.run(main())
+    assert received == sent
+    assert not [f for f in storage.put_frames if f.payload.startswith(b"umh+")]
