@@ -61,6 +61,13 @@ PutFrame = Callable[[Frame], Awaitable[None]]
 KeepFrame = Callable[[Frame], None]
 
 
+def _abort(ws: ClientConnection) -> None:
+    """Drop the connection at once, with no closing handshake (the reader then ends it)."""
+    transport = ws.transport
+    if transport is not None:
+        transport.abort()
+
+
 class Counters:
     """Shared, monotonically increasing ids of a run: one ``seq`` for every frame, one
     ``conn_id`` for every websocket connection."""
@@ -114,6 +121,7 @@ class Multiplexer:
         self._wake = asyncio.Event()
         self._last_frame = 0.0
         self._authenticated_once = False
+        self._sent_session = False  # this connection was sent {"session": …} (it is, once)
         # the open gap: what the last connection ended on, until the next one opens
         self._gap: dict[str, Any] | None = None
         self._last_in_ns = 0
@@ -226,7 +234,6 @@ class Multiplexer:
                     closing.cancel()  # done by now unless this connection ended otherwise
                     await asyncio.gather(closing, return_exceptions=True)
                 self._ws = None
-                was_auth = self.authenticated
                 self.authenticated = False
                 self._book.on_disconnected()
                 self._smh.on_disconnected()
@@ -241,7 +248,7 @@ class Multiplexer:
                     self._gap = {"conn_id": self._counters.conn_id, "start_ns": self._last_in_ns,
                                  "last_seq": self._last_in_seq, "code": code}
                     log.warning("websocket closed (code %s); reconnecting", code)
-                    if code == 1000 and not was_auth and not ever_authenticated:
+                    if code == 1000 and not self._authenticated_once:
                         self._session.auth_lost("websocket closed 1000 before authentication")
             return ever_authenticated
 
@@ -253,7 +260,7 @@ class Multiplexer:
 
     async def _read_frames(self, ws: ClientConnection, session_id: str) -> bool:
         self._authenticated_once = False
-        sent_session = False
+        self._sent_session = False
         conn_id = self._counters.conn_id
         put = self._put
         counters = self._counters
@@ -289,15 +296,13 @@ class Multiplexer:
             if signal is None or self._closing is not None:
                 continue  # closing: read the socket out, but answer nothing on it
             try:
-                await self._on_signal(ws, signal, session_id, sent_session)
+                await self._on_signal(ws, signal, session_id)
             except ConnectionClosed:
                 pass  # a send to a socket that is going away: recv() still drains what came
-            sent_session = sent_session or isinstance(signal, WaitingForSession)
 
-    async def _on_signal(self, ws: ClientConnection, signal: Any, session_id: str,
-                         sent_session: bool) -> None:
+    async def _on_signal(self, ws: ClientConnection, signal: Any, session_id: str) -> None:
         """React to a frame the socket must answer (``_authenticated_once`` records that this
-        connection authenticated)."""
+        connection authenticated, ``_sent_session`` that it was sent the session once)."""
         conn_id = self._counters.conn_id
         now = self._clock()
         if isinstance(signal, AuthChanged):
@@ -319,7 +324,8 @@ class Multiplexer:
             self._emit("auth", None, {"competing": signal.competing, "source": "sts"})
         elif isinstance(signal, SmhAnswer):
             await self._execute(ws, self._smh.on_answer(signal.conid, signal.server_id, now))
-        elif isinstance(signal, WaitingForSession) and not sent_session:
+        elif isinstance(signal, WaitingForSession) and not self._sent_session:
+            self._sent_session = True
             await self._send(ws, f'{{"session":"{session_id}"}}')
 
     def _close_for_auth_loss(self, ws: ClientConnection, now: float) -> None:
@@ -352,9 +358,7 @@ class Multiplexer:
                     now - self._closing_since >= self._config.heartbeat_timeout_seconds):
                 self._emit("close_timeout", None, {"seconds": round(now - self._closing_since, 1)})
                 log.warning("the gateway did not close the socket: aborting it")
-                transport = ws.transport
-                if transport is not None:
-                    transport.abort()
+                _abort(ws)
                 return
             for due in keepalive.poll(now):
                 if due is Due.TIC:
@@ -364,9 +368,7 @@ class Multiplexer:
                     silent = round(now - self._last_frame, 1)
                     self._emit("heartbeat_timeout", None, {"silent_seconds": silent})
                     log.warning("no frame for %.1f s: the socket is dead, reconnecting", silent)
-                    transport = ws.transport
-                    if transport is not None:
-                        transport.abort()
+                    _abort(ws)
                     return
             deadlines = [keepalive.next_deadline()]
             if self._closing is not None:
