@@ -69,6 +69,22 @@ def seconds_until(until: dt.time, timezone: str, now_wall: float) -> float:
     return target.timestamp() - now_wall
 
 
+class StopWatch:
+    """Whether storage is stuck at the stop: failing right now, and failing with nothing more
+    journaled for ``STORAGE_STUCK_SECONDS``. A storage that failed once and recovered is only
+    slow (a big final publish), and is waited for however long that takes."""
+
+    def __init__(self, now: float) -> None:
+        self._journaled = -1
+        self._since = now
+
+    def stuck(self, stats: StorageStats, now: float) -> bool:
+        if stats.failing is None or stats.frames != self._journaled:
+            self._journaled, self._since = stats.frames, now
+            return False
+        return now - self._since >= STORAGE_STUCK_SECONDS
+
+
 def _topic_counts(mux: Multiplexer) -> dict[str, int]:
     return {k.decode(errors="replace"): v for k, v in mux.frames_by_topic.items()}
 
@@ -232,21 +248,19 @@ class Recorder:
             await writer
 
         task = asyncio.ensure_future(finish())
-        journaled, since = -1, self._clock()
+        watch = StopWatch(self._clock())
         while True:
             done, _ = await asyncio.wait({task}, timeout=0.5)
             if done:
                 task.result()
                 return
             stats = storage.stats
-            if stats.frames != journaled:
-                journaled, since = stats.frames, self._clock()
-            elif stats.last_error and self._clock() - since >= STORAGE_STUCK_SECONDS:
+            if watch.stuck(stats, self._clock()):
                 log.error(
                     "storage is failing (%s) and wrote nothing for %.0f s: stopping without "
                     "it; %d frames were not journaled. Once the disk is fixed, run "
                     "`recorder recover %s` to publish what the journal holds",
-                    stats.last_error, STORAGE_STUCK_SECONDS,
+                    stats.failing, STORAGE_STUCK_SECONDS,
                     storage.unjournaled + len(self._pending), self.config.output.dir)
                 task.cancel()
                 writer.cancel()
@@ -294,6 +308,6 @@ class Recorder:
                 smh_queued=mux.smh_queued,
                 smh_max=self.config.session.smh_max_concurrent,
                 since_frame=None if mux.last_frame_at is None else now - mux.last_frame_at,
-                last_error=stats.last_error,
+                storage_error=stats.failing,
             ))
             await asyncio.sleep(self._status.interval)

@@ -30,7 +30,7 @@ class StatusSnapshot:
     smh_queued: int = 0
     smh_max: int = 5
     since_frame: float | None = None
-    last_error: str | None = None
+    storage_error: str | None = None  # storage is failing: what it is retrying, and why
 
 
 def _duration(seconds: float) -> str:
@@ -58,8 +58,8 @@ def render(snapshot: StatusSnapshot, rates: dict[str, float], waited: bool = Fal
         "last frame "
         + ("-" if snapshot.since_frame is None else f"{snapshot.since_frame:.0f}s ago"),
     ]
-    if snapshot.last_error:
-        parts.append(f"ERROR {snapshot.last_error}")
+    if snapshot.storage_error:
+        parts.append(f"ERROR {snapshot.storage_error}")
     return " | ".join(parts)
 
 

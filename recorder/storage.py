@@ -87,8 +87,9 @@ class StorageStats:
     files_published: int = 0
     bytes_written: int = 0
     segments_pending: int = 0
-    last_error: str | None = None
+    last_error: str | None = None  # the last error storage met, even one long recovered from
     full_waits: int = 0  # frames that found the queue full and waited for room (backpressure)
+    failing: str | None = None  # the error of a file call being retried now; None once it works
 
 
 def _find_malloc_trim() -> Callable[[], object]:
@@ -389,6 +390,7 @@ class Storage:
         self._done = asyncio.Event()
         self._full_waits = 0
         self._in_hand = 0  # frames of the batch being written (see unjournaled)
+        self._failing: str | None = None  # see StorageStats.failing
         # All file work on one thread of storage's own, not asyncio's shared pool: a write's
         # megabytes of transient memory then come and go in one glibc arena. With the pool,
         # writes landed on up to six threads, each with an arena of its own; recording the
@@ -411,7 +413,8 @@ class Storage:
 
     @property
     def stats(self) -> StorageStats:
-        return replace(self._pipeline.stats(), full_waits=self._full_waits)
+        return replace(self._pipeline.stats(), full_waits=self._full_waits,
+                       failing=self._failing)
 
     async def recover(self) -> RecoveryReport:
         """Publish what a killed run left in the folder (journal segments, compactions)."""
@@ -561,11 +564,13 @@ class Storage:
             except Exception as exc:
                 attempts += 1
                 error = self._pipeline.last_error = f"{doing}: {type(exc).__name__}: {exc}"
+                self._failing = error
                 log.error("storage error (%s), retrying in %.1f s", error, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.options.retry_max_seconds)
             else:
                 if attempts:
+                    self._failing = None
                     log.warning("storage recovered after %d failed attempt(s)", attempts)
                 return
 

@@ -29,6 +29,7 @@ from recorder.config import (
 from recorder.redact import Redactor
 from recorder.runner import Recorder, RunSummary
 from recorder.sim import SimGateway
+from recorder.status import StatusReporter
 from recorder.storage import Storage, StorageOptions
 
 SCALE = float(os.environ.get("RECORDER_TEST_TIMEOUT_SCALE", "1"))
@@ -86,11 +87,13 @@ async def record_while(
     *,
     queue_max: int = 10_000,
     storage: Callable[[StorageOptions, Redactor], Storage] = Storage,
+    status: StatusReporter | None = None,
 ) -> RunSummary:
     """Run the recorder until ``scenario`` returns, then stop it cleanly (as SIGTERM would).
     ``queue_max`` small makes storage's backpressure reach the socket; ``storage`` makes the
-    recorder's storage (one on a file-system seam, say)."""
-    recorder = Recorder(config, redactor=redactor, queue_max=queue_max, storage=storage)
+    recorder's storage (one on a file-system seam, say); ``status`` shows its status line."""
+    recorder = Recorder(config, redactor=redactor, queue_max=queue_max, storage=storage,
+                        status=status)
     stop = asyncio.Event()
     task = asyncio.create_task(recorder.run(stop))
     try:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import random
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -328,8 +329,8 @@ def test_a_disk_full_for_longer_than_the_heartbeat_timeout_costs_no_frame(
                 gw.set_rate(500.0)
                 await asyncio.sleep(4.0)  # twice heartbeat_timeout_seconds, disk full
                 stats = rec.storage_stats
-                assert stats is not None and stats.last_error
-                assert "No space left on device" in stats.last_error
+                assert stats is not None and stats.failing
+                assert "No space left on device" in stats.failing
                 _published_readable(out)
                 ballast.unlink()
                 gw.set_rate(0)
@@ -382,7 +383,7 @@ def test_a_stop_on_a_full_disk_with_a_full_queue_ends_and_loses_nothing_journale
 
                 def stuck() -> bool:
                     stats = rec.storage_stats
-                    return stats is not None and stats.full_waits > 0 and bool(stats.last_error)
+                    return stats is not None and stats.full_waits > 0 and bool(stats.failing)
 
                 await gw.wait_for(stuck, timeout(10))  # the reader waits for room: queue full
 
@@ -398,3 +399,52 @@ def test_a_stop_on_a_full_disk_with_a_full_queue_ends_and_loses_nothing_journale
         f"SELECT seq FROM read_parquet('{out}/raw/**/*.parquet') UNION "
         f"SELECT seq FROM read_parquet('{out}/events/**/*.parquet') ORDER BY seq")]
     assert journaled > 0 and published == list(range(1, journaled + 1))
+
+
+def test_the_status_line_shows_a_storage_error_while_it_lasts(tmp_path: Path) -> None:
+    """A disk that fills and frees again: the status line says ERROR while storage is
+    retrying, and stops saying it once storage has recovered."""
+    from recorder.redact import Redactor
+    from recorder.runner import Recorder
+    from recorder.status import StatusReporter
+    from recorder.storage import Storage, StorageOptions, StorageStats
+    from tests.recording import make_config, record_while
+    from tests.storage_frames import FullDisk
+
+    out, screen = tmp_path / "data", io.StringIO()
+    status = StatusReporter(screen, tty=True)
+    status.interval = 0.05
+    disk = FullDisk(budget=10**12)
+
+    def storage(options: StorageOptions, redactor: Redactor) -> Storage:
+        return Storage(replace(options, retry_min_seconds=0.05, retry_max_seconds=0.1),
+                       redactor, opener=disk)
+
+    def lines() -> list[str]:
+        return [line.strip() for line in screen.getvalue().split("\r") if line.strip()]
+
+    async def main() -> None:
+        async with SimGateway(SimOptions(seed=8, hb_interval=0.5, update_interval=0.1)) as gw:
+            config = make_config(gw, out, smd=("265598",), orders=True, pnl=True)
+
+            async def scenario(rec: Recorder) -> None:
+                def stats() -> StorageStats:
+                    return rec.storage_stats or StorageStats()
+
+                await _streaming(gw)
+                await gw.wait_for(lambda: stats().frames > 0, timeout(10))
+                disk.budget = 0
+                await gw.wait_for(lambda: any("ERROR" in line for line in lines()), timeout(10))
+                disk.budget = 10**12
+                await gw.wait_for(lambda: stats().failing is None, timeout(10))
+                shown = len(lines())
+                await gw.wait_for(lambda: len(lines()) > shown + 2, timeout(10))
+
+            await record_while(config, scenario, storage=storage, status=status)
+
+    asyncio.run(main())
+    shown = lines()
+    failing = [line for line in shown if "ERROR" in line]
+    assert failing and failing[0].endswith(
+        "ERROR journal write: OSError: [Errno 28] No space left on device")
+    assert "ERROR" not in shown[-1], shown[-1]

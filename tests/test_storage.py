@@ -21,6 +21,7 @@ from recorder.storage import (
     Pipeline,
     Storage,
     StorageOptions,
+    StorageStats,
     malloc_trim,
     use_system_allocator,
 )
@@ -284,8 +285,13 @@ async def until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
 
 
 def test_full_disk_is_reported_retried_and_loses_nothing(tmp_path: Path) -> None:
+    """While the disk is full, storage says it is failing (the status line shows that, and a
+    stop gives up on it after a while); once space is back it no longer is, though its last
+    error stays on record: an outage recovered from must not make a later stop give up on a
+    publish that is merely slow."""
     frames = real_frames(1_000)
     disk = FullDisk(budget=10**9)
+    seen: dict[str, StorageStats] = {}
 
     async def main() -> tuple[str | None, int]:
         storage = Storage(StorageOptions(tmp_path, TZ, rotate_seconds=60, flush_seconds=0.02,
@@ -305,15 +311,19 @@ def test_full_disk_is_reported_retried_and_loses_nothing(tmp_path: Path) -> None
             feeder = tg.create_task(feed())
             await until(lambda: disk.failures >= 3 and storage.queue_depth == 100)
             assert not feeder.done()
-            error = storage.stats.last_error
+            error = storage.stats.failing
             failures = disk.failures
             disk.budget = 10**9
             await feeder
+            await until(lambda: storage.stats.frames == len(frames))
+            seen["recovered"] = storage.stats
             await storage.close()
         return error, failures
 
     error, failures = asyncio.run(main())
     assert error is not None and "No space left on device" in error
+    assert seen["recovered"].failing is None
+    assert seen["recovered"].last_error == error
     assert failures < 40  # it backs off instead of spinning
     assert raw_rows(tmp_path) == expected_raw(frames)
 
