@@ -205,6 +205,26 @@ def test_sts_authenticated_false_alone_is_an_auth_loss(tmp_path: Path) -> None:
     assert gw.stats.ws_connects == 2
 
 
+def test_a_close_the_gateway_never_answers_is_given_up_after_the_heartbeat_timeout(
+        tmp_path: Path) -> None:
+    """After sts ``authenticated: false`` the recorder closes the socket itself; a gateway that
+    never answers that close (while its frames keep coming) must not hold the recording on a
+    dead session: after ``heartbeat_timeout_seconds`` of reading the close is given up, the
+    socket dropped, and the next one subscribes afresh."""
+
+    async def fault(gw: SimGateway) -> None:
+        gw.ignore_closes()
+        for conn in [c for c in gw.conns.values() if c.authed and not c.closed]:
+            await gw.send(conn, encode.sts_one("authenticated", False), "sts")
+
+    gw, _ = asyncio.run(survive(tmp_path, fault))
+    found = events(tmp_path)
+    gave_up = [d for k, d in found if k == "close_timeout"]
+    assert len(gave_up) == 1 and gave_up[0]["seconds"] >= 2.0  # heartbeat_timeout_seconds
+    assert not [d for k, d in found if k == "heartbeat_timeout"]  # frames kept coming
+    assert gw.stats.ws_connects == 2
+
+
 def subscribed(gw: SimGateway, times: int) -> bool:
     return gw.stats.smd_subscribes >= times
 

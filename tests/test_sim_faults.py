@@ -54,6 +54,30 @@ def test_stall_sends_nothing_on_old_sockets_but_new_ones_work() -> None:
     asyncio.run(main())
 
 
+def test_a_close_is_answered_unless_the_gateway_ignores_closes() -> None:
+    """A client's close gets the gateway's close back; after ``ignore_closes`` it gets none,
+    frames keep coming, and the client ends up dropping the socket itself."""
+    async def main() -> None:
+        async with SimGateway(fast()) as gw:
+            async with open_ws(gw) as ws:
+                await login(ws)
+                await ws.close()
+                assert ws.protocol.close_rcvd is not None and ws.protocol.close_rcvd.code == 1000
+            async with open_ws(gw) as ws:
+                await login(ws)
+                gw.ignore_closes()
+                ws.close_timeout = 0.5
+                started = time.monotonic()
+                closing = asyncio.ensure_future(ws.close())
+                hb = await recv_until(ws, lambda f: "hb" in f)  # still sending after the close
+                await closing
+                assert time.monotonic() - started >= 0.45
+                assert hb and ws.protocol.close_rcvd is None  # none came: websockets dropped it
+                await gw.wait_for(lambda: gw.connections == 0, T)
+
+    asyncio.run(main())
+
+
 def test_expire_session_sts_then_close_1000_and_rest_401_until_restored() -> None:
     async def main() -> None:
         async with SimGateway(fast(hb_interval=NO_HB)) as gw, open_ws(gw) as ws:

@@ -62,6 +62,7 @@ class Conn:
     authed: bool = False
     closed: bool = False
     stalled_until: float = 0.0  # monotonic seconds; nothing is sent before then
+    ignores_close: bool = False  # a close from the client is never answered (a hung gateway)
     smd: dict[str, SmdSub] = field(default_factory=dict)  # by conidEx
     smh: dict[str, int] = field(default_factory=dict)  # serverId -> conid, the held slots
     sbd: dict[str, Sbd] = field(default_factory=dict)  # by "sbd+ACCT+CONID[+EXCH]"

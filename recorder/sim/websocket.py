@@ -70,7 +70,9 @@ class WebsocketSide(GatewayCore):
     # ---- connection ---------------------------------------------------------------------------
 
     async def ws_handler(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(compress=False, timeout=2.0, max_msg_size=1 << 20)
+        # autoclose off: the handler answers a client's close itself, unless told not to
+        ws = web.WebSocketResponse(compress=False, timeout=2.0, max_msg_size=1 << 20,
+                                   autoclose=False)
         await ws.prepare(request)
         self._next_conn += 1
         conn = Conn(self._next_conn, request, ws)
@@ -99,6 +101,10 @@ class WebsocketSide(GatewayCore):
                     continue
                 self.record_received(conn, data)
                 await self._handle(conn, data.decode("utf-8", "replace"))
+            if conn.ignores_close:
+                await self._until_dropped(conn)
+            else:
+                await ws.close(drain=False)  # the answer to the client's close
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
@@ -106,6 +112,15 @@ class WebsocketSide(GatewayCore):
             self.conns.pop(conn.conn_id, None)
             self._count_smh()
         return ws
+
+    async def _until_dropped(self, conn: Conn) -> None:
+        """Keep a socket whose close went unanswered until the client drops it (or the
+        simulator stops): its frames keep flowing meanwhile."""
+        transport = conn.request.transport
+        # aiohttp has nothing to await for "the transport closed" once a close was received
+        # (receive() returns at once from then on), so look every 50 ms
+        while transport is not None and not transport.is_closing():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
 
     async def close_1000(self, conn: Conn) -> None:
         if conn.closed:
@@ -254,6 +269,12 @@ class WebsocketSide(GatewayCore):
         until = time.monotonic() + seconds
         for conn in self.conns.values():
             conn.stalled_until = until
+
+    def ignore_closes(self) -> None:
+        """Existing sockets never answer a close the client sends, and keep sending frames:
+        a gateway hung on its side of the closing handshake. New sockets answer as usual."""
+        for conn in self.conns.values():
+            conn.ignores_close = True
 
     def _lose_auth(self, state: AuthState) -> None:
         self.auth = state
