@@ -55,7 +55,7 @@ def test_quick_extras_explain_the_figures(quick: dict) -> None:
     for key in ("parse_ns_per_frame", "pipeline_ns_per_frame", "e2e_frames_per_s",
                 "bare_frames_per_s", "frames_sent", "cpu_pct_at_2k_gateway_paced",
                 "bare_cpu_pct_at_2k_gateway_paced", "reader_only_frames_per_s",
-                "reader_only_vs_bare"):
+                "reader_only_vs_bare", "columnar_parse_vs_parse", "columnar_parse_ns_per_frame"):
         assert quick[key] > 0, key
     assert isinstance(quick["frames_lost"], int)
     assert isinstance(quick["frames_out_of_order"], int)
@@ -88,6 +88,7 @@ def test_the_notes_follow_the_run(tmp_path: Path, quick: dict) -> None:
     text = readme.read_text()
     assert "- `cpu_pct_at_2k` is met:" in text
     assert f"its socket reader alone reached {quick['reader_only_frames_per_s']:,} frames/s" in text
+    assert f"{quick['columnar_parse_vs_parse']:.1f} times `orjson.loads`" in text
     failed = {**quick, "verdicts": {**quick["verdicts"], "cpu_pct_at_2k": False}}
     assert notes(failed)["cpu"].startswith("`cpu_pct_at_2k` is not met:")
 
