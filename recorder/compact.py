@@ -43,6 +43,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from recorder.journal import JOURNAL_DIR, Opener, default_opener, fsync_dir, list_segments
+from recorder.recover import Progress, quiet
 from recorder.writer import PartialFile, file_metadata, partition_dir
 
 INTENT_DIR: Final = "_compact"
@@ -285,9 +286,10 @@ def _write_groups(part: PartialFile, tables: list[pa.Table]) -> None:
             part.write(pa.Table.from_batches([batch]))
 
 
-def compact_table(root: Path, table: str, date: str,
-                  opener: Opener = default_opener) -> tuple[int, int]:
-    """Compact one table's day; (files merged, rows). Nothing to do: (0, 0)."""
+def compact_table(root: Path, table: str, date: str, opener: Opener = default_opener,
+                  progress: Progress = quiet) -> tuple[int, int]:
+    """Compact one table's day; (files merged, rows). Nothing to do: (0, 0). ``progress``
+    is told before the merge starts, the long part."""
     live = partition_dir(root, table, date)
     if not live.is_dir():
         return 0, 0
@@ -300,6 +302,8 @@ def compact_table(root: Path, table: str, date: str,
     inputs = [p for p in found if segment_of(p.name) not in busy]
     if len(inputs) < 2:
         return 0, 0
+    progress(f"{table}: merging {len(inputs)} files ({sum(p.stat().st_size for p in inputs):,} "
+             "bytes)")
     seqs = [s for s in (segment_of(p.name) for p in inputs) if s is not None]
     first_time = inputs[0].name.removeprefix(f"{table}-").split("-")[0]
     output = f"{table}-{first_time}-{min(seqs, default=0)}-{max(seqs, default=0)}.parquet"
@@ -317,9 +321,11 @@ def compact_table(root: Path, table: str, date: str,
     return len(inputs), written
 
 
-def compact_day(root: Path, date: str, opener: Opener = default_opener) -> CompactReport:
+def compact_day(root: Path, date: str, opener: Opener = default_opener,
+                progress: Progress = quiet) -> CompactReport:
     """Compact every table of ``date`` (``YYYY-MM-DD``), after finishing any interrupted
-    compaction. Raises ``RuntimeError`` if another compaction of the folder is running."""
+    compaction; ``progress`` gets a line as each table's merge starts. Raises
+    ``RuntimeError`` if another compaction of the folder is running."""
     from recorder.schema import TABLES
 
     lock = _CompactLock(root)
@@ -329,7 +335,7 @@ def compact_day(root: Path, date: str, opener: Opener = default_opener) -> Compa
         _recover_locked(root)
         done = {}
         for table in TABLES:
-            merged = compact_table(root, table, date, opener)
+            merged = compact_table(root, table, date, opener, progress)
             if merged[0]:
                 done[table] = merged
         return CompactReport(date, done)

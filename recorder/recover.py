@@ -159,8 +159,17 @@ def remove_partials(root: Path) -> int:
     return removed
 
 
+Progress = Callable[[str], None]
+"""Told a line for a person as a long step starts (the CLI shows it on stderr)."""
+
+
+def quiet(line: str) -> None:
+    """A :data:`Progress` that tells no one."""
+
+
 def recover_unlocked(root: Path, normalize: Normalize | None = None,
-                     opener: Opener = default_opener) -> RecoveryReport:
+                     opener: Opener = default_opener,
+                     progress: Progress = quiet) -> RecoveryReport:
     """:func:`recover_dir` for a caller that already holds the folder lock."""
     from recorder.compact import recover_compactions
 
@@ -168,23 +177,25 @@ def recover_unlocked(root: Path, normalize: Normalize | None = None,
     segments = list_segments(root / JOURNAL_DIR)
     if segments:
         norm = normalize or default_normalize()
-        for number in segments:
+        for i, number in enumerate(segments, 1):
+            size = segment_path(root / JOURNAL_DIR, number).stat().st_size
+            progress(f"journal segment {number} ({i} of {len(segments)}, {size:,} bytes)")
             report = report + publish_segment(root, number, norm, opener)
     removed = remove_partials(root)
     return report + RecoveryReport(partials_removed=removed)
 
 
 def recover_dir(root: Path, normalize: Normalize | None = None,
-                opener: Opener = default_opener) -> RecoveryReport:
-    """Publish whatever a killed run left in ``root``; raises :class:`FolderBusy` if a
-    recording is running there."""
+                opener: Opener = default_opener, progress: Progress = quiet) -> RecoveryReport:
+    """Publish whatever a killed run left in ``root``, telling ``progress`` as each journal
+    segment starts; raises :class:`FolderBusy` if a recording is running there."""
     root = Path(root)
     if not root.is_dir():
         return RecoveryReport()
     lock = FolderLock(root)
     lock.acquire()
     try:
-        return recover_unlocked(root, normalize, opener)
+        return recover_unlocked(root, normalize, opener, progress)
     finally:
         lock.release()
 

@@ -168,7 +168,8 @@ class Pipeline:
     def recover(self) -> RecoveryReport:
         """Take the folder and publish what a killed run left (call before the first write)."""
         self._lock.acquire()
-        return recover_unlocked(self.root, self._normalize, self._opener)
+        return recover_unlocked(self.root, self._normalize, self._opener,
+                                lambda line: log.info("recovering %s", line))
 
     def stats(self) -> StorageStats:
         return StorageStats(self.frames, dict(self.rows), self.files_published,

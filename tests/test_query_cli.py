@@ -30,6 +30,12 @@ def run(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def run_apart(*args: str) -> tuple[int, str, str]:
+    """exit code, stdout, stderr"""
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
 def test_query_formats(tmp_path: Path) -> None:
     frames = recording(tmp_path)
     sql = "SELECT seq, recv_ts, direction FROM raw ORDER BY seq LIMIT 2"
@@ -69,8 +75,11 @@ def test_summary_text_json_and_empty(tmp_path: Path) -> None:
 
 def test_compact_and_recover_commands(tmp_path: Path) -> None:
     recording(tmp_path)
-    code, out = run("compact", str(tmp_path), "--date", "2026-04-30")
+    sizes = sum(p.stat().st_size for p in (tmp_path / "raw").glob("*/*.parquet"))
+    code, out, err = run_apart("compact", str(tmp_path), "--date", "2026-04-30")
     assert code == 0 and "raw: 3 files -> 1 (300 rows)" in out
+    assert "... raw: merging 3 files" not in out  # progress goes to stderr, results to stdout
+    assert f"... raw: merging 3 files ({sizes:,} bytes)" in err.splitlines()
     assert len(list((tmp_path / "raw").glob("*/*.parquet"))) == 1
     code, out = run("recover", str(tmp_path))
     assert code == 0 and out.strip() == "nothing to recover"
@@ -80,6 +89,7 @@ def test_compact_and_recover_commands(tmp_path: Path) -> None:
     pipe.flush()
     shutil.copytree(live, tmp_path / "killed")
     pipe.close()
-    code, out = run("recover", str(tmp_path / "killed"))
+    code, out, err = run_apart("recover", str(tmp_path / "killed"))
     assert code == 0 and "recovered 10 frames from 1 journal segment(s)" in out
+    assert err.startswith("... journal segment 1 (1 of 1, ") and err.endswith(" bytes)\n")
     assert rows(f"SELECT count(*) FROM '{tmp_path}/killed/raw/*/*.parquet'") == [(10,)]

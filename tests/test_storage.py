@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
@@ -417,3 +419,21 @@ def test_first_file_is_published_early_then_rotation_slows(tmp_path: Path) -> No
 
     asyncio.run(main())
     assert raw_rows(tmp_path) == expected_raw(frames)
+
+
+def test_recovery_at_start_says_what_it_is_publishing(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A big journal left by a killed run takes a while to publish when ``record`` starts:
+    the log says which segment is under way, so a long start is not taken for a hang."""
+    live = tmp_path / "live"
+    pipe = Pipeline(live, timezone=TZ, clock=lambda: T0)
+    pipe.write(real_frames(50))
+    pipe.flush()
+    shutil.copytree(live, tmp_path / "killed")
+    pipe.close()
+    (segment,) = (tmp_path / "killed" / "_journal").glob("*.jnl")
+    size = segment.stat().st_size
+    caplog.set_level(logging.INFO, logger="recorder.storage")
+    report = Pipeline(tmp_path / "killed", timezone=TZ).recover()
+    assert report.frames == 50
+    assert f"recovering journal segment 1 (1 of 1, {size:,} bytes)" in caplog.messages

@@ -88,6 +88,11 @@ def summary(folder: Path, date: str | None, silence_seconds: float, as_json: boo
         click.echo(to_text(result))
 
 
+def _progress(line: str) -> None:
+    """A long step starting, on stderr: stdout keeps only the result."""
+    click.echo(f"... {line}", err=True)
+
+
 @click.command()
 @click.argument("folder", type=_DIR)
 @click.option("--date", required=True, help="The trading day to compact (YYYY-MM-DD).")
@@ -99,7 +104,7 @@ def compact(folder: Path, date: str) -> None:
     if not is_recording(folder):
         raise click.ClickException(f"{folder}: no recording here")
     try:
-        report = compact_day(folder, date)
+        report = compact_day(folder, date, progress=_progress)
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
     if not report.tables:
@@ -117,7 +122,7 @@ def recover(folder: Path) -> None:
     if not folder.is_dir():
         raise click.ClickException(f"{folder}: no such folder")
     try:
-        report = recover_dir(folder)
+        report = recover_dir(folder, progress=_progress)
     except FolderBusy as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(describe(report))
