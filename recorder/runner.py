@@ -41,7 +41,7 @@ from recorder.subscriptions import SubscriptionBook
 
 log = logging.getLogger(__name__)
 
-STORAGE_STUCK_SECONDS = 5.0  # at stop: storage failing and journaling nothing this long
+STORAGE_STUCK_SECONDS = 5.0  # at stop: storage waiting out failures this long, no progress
 SOCKET_STOP_SECONDS = 3.0  # at stop: unsubscribing, then the socket closing, each at most this
 
 
@@ -70,19 +70,26 @@ def seconds_until(until: dt.time, timezone: str, now_wall: float) -> float:
 
 
 class StopWatch:
-    """Whether storage is stuck at the stop: failing right now, and failing with nothing more
-    journaled for ``STORAGE_STUCK_SECONDS``. A storage that failed once and recovered is only
-    slow (a big final publish), and is waited for however long that takes."""
+    """Whether storage is stuck at the stop: it has spent ``STORAGE_STUCK_SECONDS`` waiting
+    between failed attempts since it last made progress (journaled frames, published a file or
+    a segment). Time an attempt runs is not counted: a retry that works, however long it takes
+    (a big final publish after one failure), is waited for, and so is storage that never failed.
+    Call :meth:`stuck` every half second or so; it adds up the time between calls."""
 
     def __init__(self, now: float) -> None:
-        self._journaled = -1
-        self._since = now
+        self._progress: tuple[int, ...] = ()
+        self._waited = 0.0
+        self._last = now
 
     def stuck(self, stats: StorageStats, now: float) -> bool:
-        if stats.failing is None or stats.frames != self._journaled:
-            self._journaled, self._since = stats.frames, now
-            return False
-        return now - self._since >= STORAGE_STUCK_SECONDS
+        progress = (stats.frames, stats.files_published, stats.segments_pending,
+                    stats.bytes_written)
+        if progress != self._progress:
+            self._progress, self._waited = progress, 0.0
+        elif stats.failing is not None and not stats.retrying:
+            self._waited += now - self._last
+        self._last = now
+        return self._waited >= STORAGE_STUCK_SECONDS
 
 
 def _topic_counts(mux: Multiplexer) -> dict[str, int]:
@@ -238,8 +245,8 @@ class Recorder:
         return summary
 
     async def _finish_storage(self, storage: Storage, writer: asyncio.Task[None]) -> None:
-        """Drain, flush and publish; but if storage keeps failing (a full disk) and journals
-        nothing for ``STORAGE_STUCK_SECONDS``, stop without it instead of hanging: the journal
+        """Drain, flush and publish; but if storage keeps failing (a full disk) without
+        progress (see :class:`StopWatch`), stop without it instead of hanging: the journal
         keeps what it has for ``recorder recover``."""
 
         async def finish() -> None:
@@ -257,9 +264,9 @@ class Recorder:
             stats = storage.stats
             if watch.stuck(stats, self._clock()):
                 log.error(
-                    "storage is failing (%s) and wrote nothing for %.0f s: stopping without "
-                    "it; %d frames were not journaled. Once the disk is fixed, run "
-                    "`recorder recover %s` to publish what the journal holds",
+                    "storage is failing (%s) and made no progress in %.0f s of retrying: "
+                    "stopping without it; %d frames were not journaled. Once the disk is fixed, "
+                    "run `recorder recover %s` to publish what the journal holds",
                     stats.failing, STORAGE_STUCK_SECONDS,
                     storage.unjournaled + len(self._pending), self.config.output.dir)
                 task.cancel()

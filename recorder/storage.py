@@ -90,6 +90,7 @@ class StorageStats:
     last_error: str | None = None  # the last error storage met, even one long recovered from
     full_waits: int = 0  # frames that found the queue full and waited for room (backpressure)
     failing: str | None = None  # the error of a file call being retried now; None once it works
+    retrying: bool = False  # that call is being tried again right now (not waiting to be)
 
 
 def _find_malloc_trim() -> Callable[[], object]:
@@ -392,6 +393,7 @@ class Storage:
         self._full_waits = 0
         self._in_hand = 0  # frames of the batch being written (see unjournaled)
         self._failing: str | None = None  # see StorageStats.failing
+        self._retrying = False  # see StorageStats.retrying
         # All file work on one thread of storage's own, not asyncio's shared pool: a write's
         # megabytes of transient memory then come and go in one glibc arena. With the pool,
         # writes landed on up to six threads, each with an arena of its own; recording the
@@ -415,7 +417,7 @@ class Storage:
     @property
     def stats(self) -> StorageStats:
         return replace(self._pipeline.stats(), full_waits=self._full_waits,
-                       failing=self._failing)
+                       failing=self._failing, retrying=self._retrying)
 
     async def recover(self) -> RecoveryReport:
         """Publish what a killed run left in the folder (journal segments, compactions)."""
@@ -560,6 +562,7 @@ class Storage:
         delay = self.options.retry_min_seconds
         attempts = 0
         while True:
+            self._retrying = attempts > 0
             try:
                 await self._in_thread(call, *args)
             except Exception as exc:
@@ -567,9 +570,11 @@ class Storage:
                 error = self._pipeline.last_error = f"{doing}: {type(exc).__name__}: {exc}"
                 self._failing = error
                 log.error("storage error (%s), retrying in %.1f s", error, delay)
+                self._retrying = False
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.options.retry_max_seconds)
             else:
+                self._retrying = False
                 if attempts:
                     self._failing = None
                     log.warning("storage recovered after %d failed attempt(s)", attempts)

@@ -391,7 +391,7 @@ def test_a_stop_on_a_full_disk_with_a_full_queue_ends_and_loses_nothing_journale
         return summary.storage.frames
 
     journaled = asyncio.run(main())
-    assert "wrote nothing for 5 s: stopping without it" in caplog.text
+    assert "made no progress in 5 s of retrying: stopping without it" in caplog.text
     assert f"run `recorder recover {out}`" in caplog.text
     disk.budget = 10**12
     recover_dir(out)

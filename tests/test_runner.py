@@ -39,27 +39,52 @@ def test_across_a_dst_change_counts_real_seconds() -> None:
 FULL = "journal write: OSError: [Errno 28] No space left on device"
 
 
+def waiting(frames: int = 40, files: int = 0, **kw: object) -> StorageStats:
+    """Storage between two failed attempts (in its backoff), after ``frames`` and ``files``."""
+    return StorageStats(frames=frames, files_published=files, failing=FULL, **kw)  # type: ignore[arg-type]
+
+
+def stuck_at(watch: StopWatch, samples: list[tuple[float, StorageStats]]) -> list[bool]:
+    return [watch.stuck(stats, now) for now, stats in samples]
+
+
 def test_a_stop_gives_up_on_storage_failing_with_no_progress() -> None:
+    assert STORAGE_STUCK_SECONDS == 5.0  # the samples in these tests are timed for it
     watch = StopWatch(now=100.0)
-    assert not watch.stuck(StorageStats(frames=40, failing=FULL), 100.5)
-    assert not watch.stuck(StorageStats(frames=40, failing=FULL), 104.0)
-    assert watch.stuck(StorageStats(frames=40, failing=FULL), 100.5 + STORAGE_STUCK_SECONDS)
+    assert stuck_at(watch, [(100.5, waiting()), (102.0, waiting()), (104.0, waiting()),
+                            (105.4, waiting()), (106.0, waiting())]) == [
+        False, False, False, False, True]  # 5 s of backoff after the first look at 100.5
 
 
-def test_progress_while_failing_starts_the_wait_again() -> None:
+def test_progress_of_any_kind_while_failing_starts_the_count_again() -> None:
+    """A close publishing segment after segment through intermittent errors journals nothing
+    new, but it gets somewhere: each file published counts."""
     watch = StopWatch(now=0.0)
-    assert not watch.stuck(StorageStats(frames=40, failing=FULL), 0.5)
-    assert not watch.stuck(StorageStats(frames=90, failing=FULL), 4.0)  # journaled some
-    assert not watch.stuck(StorageStats(frames=90, failing=FULL), 8.0)
-    assert watch.stuck(StorageStats(frames=90, failing=FULL), 4.0 + STORAGE_STUCK_SECONDS)
+    assert stuck_at(watch, [(0.5, waiting(files=1)), (4.0, waiting(files=1)),
+                            (4.5, waiting(files=2)), (8.0, waiting(files=3)),
+                            (12.0, waiting(files=3)), (13.0, waiting(files=3))]) == [
+        False, False, False, False, False, True]
+    watch = StopWatch(now=0.0)
+    assert stuck_at(watch, [(0.5, waiting(frames=40)), (4.0, waiting(frames=90)),
+                            (8.0, waiting(frames=90)), (9.0, waiting(frames=90))]) == [
+        False, False, False, True]
+
+
+def test_a_running_retry_is_not_counted_however_long_it_takes() -> None:
+    """The close failed once and its retry works but takes minutes (a big day to publish): not
+    stuck. Only the time spent waiting between attempts counts, added up across attempts."""
+    watch = StopWatch(now=0.0)
+    running = waiting(retrying=True)
+    assert not any(stuck_at(watch, [(t, running) for t in (0.5, 5.0, 60.0, 600.0)]))
+    # attempts of 4 s that each fail, with 2 s of backoff between: stuck after the third wait
+    watch = StopWatch(now=0.0)
+    cycle = [(t, waiting(retrying=(t % 6) < 4)) for t in [x * 0.5 for x in range(1, 40)]]
+    verdicts = stuck_at(watch, cycle)
+    assert True in verdicts and 14.0 < cycle[verdicts.index(True)][0] < 18.5
 
 
 def test_a_slow_publish_after_a_recovered_error_is_waited_for() -> None:
-    """The error is on record (``last_error``) but storage is no longer failing: a final
-    publish of a big folder may take longer than the limit, and must not be given up."""
+    """The error is on record (``last_error``) but storage is no longer failing."""
     watch = StopWatch(now=0.0)
     recovered = StorageStats(frames=40, last_error=FULL, failing=None)
-    assert not any(watch.stuck(recovered, t) for t in (0.5, 5.0, 60.0, 600.0))
-    assert not watch.stuck(StorageStats(frames=40, last_error=FULL, failing=FULL), 601.0)
-    assert watch.stuck(StorageStats(frames=40, last_error=FULL, failing=FULL),
-                       601.0 + STORAGE_STUCK_SECONDS)
+    assert not any(stuck_at(watch, [(t, recovered) for t in (0.5, 5.0, 60.0, 600.0)]))

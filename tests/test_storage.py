@@ -6,9 +6,10 @@ import asyncio
 import errno
 import logging
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -437,3 +438,50 @@ def test_recovery_at_start_says_what_it_is_publishing(
     report = Pipeline(tmp_path / "killed", timezone=TZ).recover()
     assert report.frames == 50
     assert f"recovering journal segment 1 (1 of 1, {size:,} bytes)" in caplog.messages
+
+
+def test_storage_says_when_a_failed_call_is_being_tried_again(tmp_path: Path) -> None:
+    """``failing`` holds from the first failure until a try works; ``retrying`` says a try is
+    running (a stop counts only the waits between tries against storage, see the runner)."""
+    gate = threading.Event()
+    tries: list[int] = []
+
+    class SlowThenFine:
+        def __init__(self, inner: IO[bytes]) -> None:
+            self._inner = inner
+
+        def write(self, data: bytes) -> int:
+            tries.append(len(data))
+            if len(tries) == 1:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            if len(tries) == 2:
+                gate.wait(10)  # the retry runs until the test has seen it running
+            return self._inner.write(data)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._inner, name)
+
+    def opener(path: Path, mode: str) -> IO[bytes]:
+        inner = default_opener(path, mode)
+        return cast(IO[bytes], SlowThenFine(inner)) if path.suffix == ".jnl" else inner
+
+    seen: list[tuple[bool, bool]] = []
+
+    async def main() -> None:
+        storage = Storage(StorageOptions(tmp_path, TZ, flush_seconds=0.02,
+                                         retry_min_seconds=0.05), Redactor(), opener=opener)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(storage.run())
+            for frame in real_frames(10):
+                await storage.put(frame)
+            await until(lambda: storage.stats.failing is not None)
+            seen.append((storage.stats.failing is not None, storage.stats.retrying))
+            await until(lambda: storage.stats.retrying)
+            seen.append((storage.stats.failing is not None, storage.stats.retrying))
+            gate.set()
+            await until(lambda: storage.stats.frames == 10)
+            seen.append((storage.stats.failing is not None, storage.stats.retrying))
+            await storage.close()
+
+    asyncio.run(main())
+    assert seen == [(True, False), (True, True), (False, False)]
