@@ -28,7 +28,7 @@ def offline(r: dict[str, Any]) -> str:
         "(`columnar_parse_vs_parse`), before any column is converted, journaled or written. "
         "DuckDB's `json_transform` (yyjson) on the same smd frames took 1.5 µs a frame with one "
         "thread or two, against Arrow's 1.7 in the same script (measured once, outside the bench): "
-        "no faster. "
+        "not materially faster. "
         "Per frame of the mix, in "
         "5,000-frame batches (profiled in an earlier round): Arrow's JSON reader 1.6 µs, smd "
         "column conversion 0.9 µs, depth 0.4, sorting frames by topic "

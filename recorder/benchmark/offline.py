@@ -62,8 +62,10 @@ def batch_topics(payloads: Sequence[bytes]) -> list[list[bytes]]:
 
 
 def arrow_read(groups: Sequence[Sequence[bytes]]) -> None:
-    """Arrow's JSON reader on each group, in the fast paths' batches and options: the columnar
-    parse any batch normalizer built on the named libraries starts from."""
+    """Arrow's JSON reader on each group, with the fast paths' options, 5,000 frames a read
+    (the fast paths read each topic's share of a 5,000-frame batch; the ratio came out the same
+    both ways): the columnar parse any batch normalizer built on the named libraries starts
+    from."""
     for payloads in groups:
         for i in range(0, len(payloads), BATCH):
             read_parts(payloads[i : i + BATCH])

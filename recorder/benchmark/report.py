@@ -133,7 +133,7 @@ def offline_figures(o: OfflineResult) -> dict[str, Any]:
         "pipeline_ns_per_frame": round(o.pipeline_ns / o.frames, 1),
         "normalize_vs_parse": round(o.normalize_ns / o.parse_ns, 2),
         "columnar_parse_vs_parse": round(o.batch_read_ns / o.batch_loads_ns, 2),
-        "columnar_parse_ns_per_frame": round(o.batch_read_ns / o.batch_frames, 1),
+        "columnar_parse_ns_per_frame": round(o.batch_read_ns / max(o.batch_frames, 1), 1),
         "bytes_per_frame": round(o.parquet_bytes / o.frames, 1),
         "journal_bytes_per_frame": round(o.journal_bytes / o.frames, 1),
         "offline_rows": o.rows,

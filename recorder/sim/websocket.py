@@ -272,7 +272,8 @@ class WebsocketSide(GatewayCore):
 
     def ignore_closes(self) -> None:
         """Existing sockets never answer a close the client sends, and keep sending frames:
-        a gateway hung on its side of the closing handshake. New sockets answer as usual."""
+        a gateway hung on its side of the closing handshake (a close the gateway starts itself
+        still happens). New sockets answer as usual."""
         for conn in self.conns.values():
             conn.ignores_close = True
 
