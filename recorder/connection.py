@@ -164,6 +164,9 @@ class Multiplexer:
                 log.warning("websocket connect failed: %s: %s", type(exc).__name__, exc)
             if self._stopping:
                 break
+            # SPEC §5: back off, re-check the session, reconnect. The keeper asks REST while we
+            # wait, and the next socket takes the session id from its answer.
+            self._session.recheck()
             # Back to the shortest wait only after a connection that was of use: authenticated,
             # and up for longer than the longest wait. A gateway that takes every socket and
             # drops it soon after keeps getting longer waits.

@@ -192,6 +192,7 @@ class SessionKeeper:
         self._recheck = asyncio.Event()
         self.session_id: str | None = None
         self.status = AuthStatus(False)
+        self._announced = False  # auth_ok emitted and no auth_lost since
         self.tickles = 0
         self.rest_errors = 0
 
@@ -206,9 +207,18 @@ class SessionKeeper:
 
     def auth_lost(self, reason: str) -> None:
         """The socket saw the session go: stop streaming and check the REST side again."""
-        if self._ready.is_set():
-            self._ready.clear()
+        self._ready.clear()
+        if self._announced:
+            self._announced = False
             self._emit("auth_lost", None, {"reason": reason})
+        self._recheck.set()
+
+    def recheck(self) -> None:
+        """The socket ended without a word about the session (a drop, a stall, a refused
+        connect): confirm the session over REST before the next socket opens, which then
+        takes the session id from that answer (a restarted gateway has a new one). Nothing is
+        known lost, so no event, unless the answer says so."""
+        self._ready.clear()
         self._recheck.set()
 
     async def run(self) -> None:
@@ -216,7 +226,9 @@ class SessionKeeper:
             await self._authenticate()
             await self._keep_alive()
 
-    async def _tickle(self) -> AuthStatus:
+    async def _tickle(self) -> AuthStatus | None:
+        """``/tickle``: the session id, and the auth status when the answer carries one (None
+        when it does not: seed 000 documents a bare ``{"session": …}``)."""
         body = await self._api.request("GET", "/tickle")
         self.tickles += 1
         if not isinstance(body, dict):
@@ -227,7 +239,7 @@ class SessionKeeper:
             self.session_id = session
         iserver = body.get("iserver")
         auth = iserver.get("authStatus") if isinstance(iserver, dict) else None
-        return AuthStatus.from_json(auth)
+        return None if auth is None else AuthStatus.from_json(auth)
 
     async def _authenticate(self) -> None:
         """Loop until the brokerage session is authenticated; back off on errors."""
@@ -237,8 +249,8 @@ class SessionKeeper:
         while True:
             self._recheck.clear()
             try:
-                status = await self._tickle()
-                if not status.authenticated:
+                status = await self._tickle_for_status()
+                if status is None or not status.authenticated:
                     status = await self._check_status()
                 if not status.authenticated and self._config.compete:
                     self._emit("auth", None, {"action": "ssodh_init", "compete": True})
@@ -251,7 +263,7 @@ class SessionKeeper:
             except RestError as exc:
                 self._note_rest_error(exc)
                 log.warning("gateway REST %s; retrying", exc)
-                await self._sleep_or_recheck(next(delays))
+                await self._sleep_or_recheck(self._poll_wait(next(delays)))
                 continue
             self._set_status(status)
             if status.authenticated and self.session_id:
@@ -261,7 +273,24 @@ class SessionKeeper:
                 status.message or ("competing session" if status.competing else "logged out"),
                 "waiting" if not self._config.compete else "retrying ssodh/init",
             )
-            await self._sleep_or_recheck(max(self._poll_seconds, next(delays)))
+            await self._sleep_or_recheck(self._poll_wait(next(delays)))
+
+    def _poll_wait(self, delay: float) -> float:
+        """The wait before asking again while not streaming: the backoff, but never longer
+        than ``tickle_seconds``, since these calls are what keeps the gateway session alive
+        meanwhile (IBKR: a session with no requests for a few minutes times out)."""
+        return min(self._config.tickle_seconds, max(self._poll_seconds, delay))
+
+    async def _tickle_for_status(self) -> AuthStatus | None:
+        """:meth:`_tickle` where a 401 is an answer, not a failure: the gateway's session
+        expired or is invalid (seeds 000 and 003), which ``compete`` may take back."""
+        try:
+            return await self._tickle()
+        except RestError as exc:
+            if exc.status != 401:
+                raise
+            self._note_rest_error(exc)
+            return AuthStatus(False, message="tickle: HTTP 401 (session expired or invalid)")
 
     async def _check_status(self) -> AuthStatus:
         """``/iserver/auth/status``. A 401 is an answer here, not a failure: no brokerage
@@ -280,13 +309,15 @@ class SessionKeeper:
         changed = status != self.status
         self.status = status
         if status.authenticated and self.session_id:
-            if not self._ready.is_set():
+            if not self._announced:
+                self._announced = True
                 self._emit("auth_ok", None, {"competing": status.competing})
                 log.info("gateway session authenticated")
             self._ready.set()
         else:
-            if self._ready.is_set():
-                self._ready.clear()
+            self._ready.clear()
+            if self._announced:
+                self._announced = False
                 self._emit("auth_lost", None,
                            {"message": status.message, "competing": status.competing})
             elif changed:
@@ -303,9 +334,10 @@ class SessionKeeper:
                 try:
                     if due is Due.TICKLE:
                         status = await self._tickle()
-                        self._set_status(status)
-                        if not status.authenticated:
-                            return
+                        if status is not None:  # no auth status: the socket's sts tells
+                            self._set_status(status)
+                            if not status.authenticated:
+                                return
                     elif due is Due.VALIDATE:
                         await self._api.request("GET", "/sso/validate")
                 except RestError as exc:

@@ -144,25 +144,108 @@ def test_an_expired_session_is_taken_back_with_compete(tmp_path: Path) -> None:
     assert "auth_lost" in recorded
 
 
-def test_a_close_1000_loop_without_sts_is_an_auth_loss(tmp_path: Path) -> None:
-    """The session expires while the socket is down, so no ``sts`` says so: the only sign is
-    that every new socket is closed 1000 before it authenticates. The recorder takes the first
-    such close as an auth loss and polls REST; it does not keep opening sockets until its next
-    tickle (a minute away here, as in the defaults)."""
+def test_a_timed_out_gateway_session_is_taken_back_with_compete(tmp_path: Path) -> None:
+    """The gateway's own session times out and every endpoint answers 401, ``/tickle`` too
+    (seed 003). That 401 is a "not authenticated", not a REST failure to back off on: with
+    ``compete = true`` the recorder goes on to ssodh/init and streams again by itself."""
+
+    async def fault(gw: SimGateway) -> None:
+        gw.time_out_session()
+
+    gw, recorded = asyncio.run(survive(tmp_path, fault, compete=True))
+    assert gw.stats.ssodh_init_calls >= 1
+    assert "auth_lost" in recorded
+
+
+def test_a_timed_out_session_is_waited_for_at_the_tickle_period(tmp_path: Path) -> None:
+    """Without ``compete`` the recorder waits for a person to log in again, asking REST at
+    least every ``tickle_seconds`` however long the reconnect backoff has grown, since those
+    calls are what keeps the gateway's session alive meanwhile."""
+
+    async def fault(gw: SimGateway) -> None:
+        gw.time_out_session()
+        await gw.wait_for(lambda: gw.stats.ws_closes_1000 >= 1, timeout(10))
+        tickles = gw.stats.tickle_calls
+        await asyncio.sleep(4.5)
+        assert gw.stats.tickle_calls - tickles >= 4, (
+            f"{gw.stats.tickle_calls - tickles} tickles in 4.5 s with tickle_seconds = 1")
+        assert gw.stats.ssodh_init_calls == 0
+        gw.restore_session()
+
+    gw, recorded = asyncio.run(survive(tmp_path, fault, tickle_seconds=1.0,
+                                       reconnect_min_seconds=3.0, reconnect_max_seconds=6.0))
+    assert "auth_lost" in recorded
+
+
+def test_a_restarted_gateway_with_a_new_session_is_rejoined_with_the_new_id(
+        tmp_path: Path) -> None:
+    """SPEC §5: after a close, back off, re-check the session, reconnect. A gateway restarted
+    and logged in again has a new session id; the recorder asks REST before its next socket, so
+    that socket carries the new id at once, instead of offering the stale one until the
+    heartbeat times out and the next periodic tickle (a minute away here) finds the new one."""
+
+    async def fault(gw: SimGateway) -> None:
+        old = gw.session_id
+        connects, tickles = gw.stats.ws_connects, gw.stats.tickle_calls
+        await gw.restart(new_session=True)
+        assert gw.session_id != old
+        await gw.wait_for(lambda: WANTED <= gw.subscriptions(), timeout(10))
+        assert gw.stats.tickle_calls > tickles, "no REST check before reconnecting"
+        assert gw.stats.ws_connects == connects + 1, "sockets opened with the stale session id"
+
+    gw, recorded = asyncio.run(survive(tmp_path, fault, tickle_seconds=60.0))
+    assert "heartbeat_timeout" not in recorded
+    assert not [r for r in gw.received if r.payload.startswith(b'{"session"')]
+
+
+def test_a_tickle_without_an_auth_status_is_not_a_logout(tmp_path: Path) -> None:
+    """Seed 000 documents ``/tickle`` answering ``{"session": …}`` alone. Such an answer keeps
+    the session alive and says nothing about it: streaming goes on, with no auth event."""
+
+    async def fault(gw: SimGateway) -> None:
+        gw.tickle_auth_status = False
+        tickles = gw.stats.tickle_calls
+        await gw.wait_for(lambda: gw.stats.tickle_calls >= tickles + 3, timeout(10))
+
+    gw, recorded = asyncio.run(survive(tmp_path, fault, expect_reconnect=False))
+    assert gw.stats.ws_connects == 1
+    # one from REST, one from the socket's sts; no auth_lost, no auth
+    assert [k for k in recorded if k.startswith("auth")] == ["auth_ok", "auth_ok"]
+
+
+def test_a_session_that_expired_while_the_socket_was_down_is_found_over_rest(
+        tmp_path: Path) -> None:
+    """The session expires while the socket is down, so no ``sts`` says so. The recorder checks
+    REST before it reconnects (SPEC §5), finds the expiry there, and opens no socket into the
+    gateway's close-1000 loop until the session is back."""
 
     async def fault(gw: SimGateway) -> None:
         await gw.drop_connections()
         gw.expire_session()  # no socket is open to get its sts
         connects, tickles = gw.stats.ws_connects, gw.stats.tickle_calls
-        await gw.wait_for(lambda: gw.stats.tickle_calls >= tickles + 2
-                          or gw.stats.ws_connects >= connects + 3, timeout(10))
-        assert gw.stats.ws_connects == connects + 1, (
+        await gw.wait_for(lambda: gw.stats.tickle_calls >= tickles + 2, timeout(10))
+        assert gw.stats.ws_connects == connects, (
             f"{gw.stats.ws_connects - connects} sockets opened into the close-1000 loop")
         gw.restore_session()
+
+    gw, recorded = asyncio.run(survive(tmp_path, fault, tickle_seconds=1.0))
+    assert [d for k, d in events(tmp_path) if k == "auth_lost"] == [
+        {"message": "auth/status: HTTP 401 (no brokerage session)", "competing": False}]
+
+
+def test_a_close_1000_before_login_is_an_auth_loss(tmp_path: Path) -> None:
+    """A socket closed 1000 before it logs in, with no ``sts`` (the session went between the
+    REST check and the connect), is taken as an auth loss: REST is asked again at once, not
+    at the next tickle (a minute away here, as in the defaults)."""
+
+    async def fault(gw: SimGateway) -> None:
+        gw.close_new_sockets(1)
+        await gw.drop_connections()
 
     gw, recorded = asyncio.run(survive(tmp_path, fault, tickle_seconds=60.0))
     lost = [d for k, d in events(tmp_path) if k == "auth_lost"]
     assert lost == [{"reason": "websocket closed 1000 before authentication"}]
+    assert gw.stats.ws_connects == 3 and gw.stats.ws_closes_1000 == 1
 
 
 def test_rest_401_is_an_auth_loss_and_the_session_is_checked_again(tmp_path: Path) -> None:

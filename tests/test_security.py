@@ -185,7 +185,9 @@ def _pinned_refusal(tmp_path: Path, rotate: bool) -> list[tuple[str, object]]:
                     await gw.drop_connections()
                 else:
                     connects = 0
-                await asyncio.sleep(1.5)  # several refused attempts, backed off
+                # several refused attempts, backed off, each after a REST check of the
+                # session (paced by IBKR's table: one /tickle a second)
+                await asyncio.sleep(2.5)
                 assert gw.stats.ws_connects == connects, "the new certificate was accepted"
                 assert not task.done(), "a refused certificate never ends the recorder"
             finally:

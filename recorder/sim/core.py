@@ -52,6 +52,10 @@ class GatewayCore:
         self._ssl: Any = None
         self._certdir: tempfile.TemporaryDirectory[str] | None = None
         self._certs = 0
+        self._sessions = 0  # restarts with a new session id
+        # False: /tickle answers {"session": …} alone, as seed 000 documents it
+        self.tickle_auth_status = True
+        self._close_new = 0  # sockets still to close 1000 before login (close_new_sockets)
         self._started_ms = 0
         self._debug = log.isEnabledFor(logging.DEBUG)
         self.account_sim = Account(self.options.account, self.options.seed)

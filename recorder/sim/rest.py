@@ -13,6 +13,8 @@ COMPETING     200, ``authenticated: false``,             ``/iserver/auth/status`
               ``competing: true``                        ssodh/init with ``compete: true``
                                                          restores; other ``/iserver/*`` 401
 MAINTENANCE   200, ``authenticated: false``              every ``/iserver/*`` and validate: 401
+TIMED_OUT     401 (the gateway's session timed out:      as EXPIRED
+              "all endpoints will return 401", seed 003)
 ============  =========================================  ==========================================
 
 ``/logout`` always answers ``{"status":true}`` and moves to EXPIRED. Bodies are flat objects as
@@ -37,6 +39,7 @@ class AuthState(enum.Enum):
     EXPIRED = "expired"
     COMPETING = "competing"
     MAINTENANCE = "maintenance"
+    TIMED_OUT = "timed_out"
 
 
 MESSAGES = {
@@ -44,6 +47,7 @@ MESSAGES = {
     AuthState.EXPIRED: "",
     AuthState.COMPETING: "competing session",
     AuthState.MAINTENANCE: "maintenance",
+    AuthState.TIMED_OUT: "",
 }
 
 
@@ -113,11 +117,13 @@ def validate(username: str, auth_time_ms: int, now_ms: int, expires_ms: int) -> 
 
 def decide(path: str, state: AuthState, body: dict[str, Any]) -> tuple[int, AuthState]:
     """For a REST call: the HTTP status to answer and the auth state afterwards."""
-    if path in ("/tickle", "/logout"):
-        return 200, (AuthState.EXPIRED if path == "/logout" else state)
+    if path == "/logout":
+        return 200, AuthState.EXPIRED
+    if path == "/tickle":
+        return (401 if state is AuthState.TIMED_OUT else 200), state
     if state is AuthState.OK:
         return 200, state
-    if state is AuthState.EXPIRED:
+    if state in (AuthState.EXPIRED, AuthState.TIMED_OUT):
         if path in ("/iserver/reauthenticate", "/iserver/auth/ssodh/init"):
             return 200, AuthState.OK
         return 401, state

@@ -62,6 +62,8 @@ def build_app(gw: SimGateway) -> web.Application:
             return _json(status, {"error": "not authenticated", "statusCode": status})
         now_ms = int(time.time() * 1000)
         if path == "/tickle":
+            if not gw.tickle_auth_status:
+                return _json(200, {"session": gw.session_id})
             return _json(200, rest.tickle(gw.session_id, gw.auth, 415_890))
         if path == "/sso/validate":
             return _json(200, rest.validate(gw.options.username, gw._started_ms, now_ms, 415_890))

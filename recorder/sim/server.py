@@ -21,6 +21,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import tempfile
@@ -100,12 +101,18 @@ class SimGateway(WebsocketSide):
             self._certdir.cleanup()
             self._certdir = None
 
-    async def restart(self, down_seconds: float = 0.0) -> None:
-        """Stop and start the server on the same port: open sockets drop, the session stays.
-        For ``down_seconds`` nothing listens (connections are refused), as while a real
-        gateway's process starts again."""
+    async def restart(self, down_seconds: float = 0.0, new_session: bool = False) -> None:
+        """Stop and start the server on the same port: open sockets drop, the session stays
+        unless ``new_session`` (a restarted real gateway logged in again: ``/tickle`` gives a
+        new session id, and a socket with the old one is asked for its session). For
+        ``down_seconds`` nothing listens (connections are refused), as while a real gateway's
+        process starts again."""
         self._abort_all()
         await self._stop_site()
+        if new_session:
+            self._sessions += 1
+            self.session_id = hashlib.sha256(
+                f"{self.session_id}-{self._sessions}".encode()).hexdigest()[:32]
         if down_seconds > 0:
             await asyncio.sleep(down_seconds)
         await self._start_site()

@@ -82,6 +82,10 @@ class WebsocketSide(GatewayCore):
             self.peers[conn.conn_id] = f"{peer[0]}:{peer[1]}"
         self.stats.ws_connects += 1
         try:
+            if self._close_new > 0:
+                self._close_new -= 1
+                await self.close_1000(conn)
+                return ws
             if self.auth is not AuthState.OK:
                 if self.auth is AuthState.COMPETING:
                     for frame in encode.sts_auth_lost(True, "competing session"):
@@ -277,6 +281,12 @@ class WebsocketSide(GatewayCore):
         for conn in self.conns.values():
             conn.ignores_close = True
 
+    def close_new_sockets(self, count: int) -> None:
+        """The next ``count`` sockets are closed 1000 before they log in, with no ``sts``,
+        while REST still says authenticated: what a client sees when the session went between
+        its REST check and its connect (behaviours §39)."""
+        self._close_new = count
+
     def _lose_auth(self, state: AuthState) -> None:
         self.auth = state
         competing = state is AuthState.COMPETING
@@ -293,6 +303,11 @@ class WebsocketSide(GatewayCore):
     def expire_session(self) -> None:
         """REST says unauthenticated (401); sockets get sts, then close 1000, new ones too."""
         self._lose_auth(AuthState.EXPIRED)
+
+    def time_out_session(self) -> None:
+        """As :meth:`expire_session`, but REST answers 401 to ``/tickle`` too: the gateway's
+        own session timed out (seed 003: "all endpoints will return 401")."""
+        self._lose_auth(AuthState.TIMED_OUT)
 
     def compete(self) -> None:
         """A competing session took the brokerage session (ssodh/init with compete restores)."""
