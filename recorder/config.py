@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import os
 import re
 import tomllib
 from dataclasses import dataclass, replace
@@ -224,9 +225,14 @@ def _from_document(raw: dict[str, Any]) -> Config:
 
 
 def _gateway(t: Table) -> GatewayConfig:
-    url = t.string("url", GatewayConfig.url)
-    check_url(url, t.key("url"))
-    return GatewayConfig(url, t.string("cafile", ""), t.boolean("insecure", False))
+    url = check_url(t.string("url", GatewayConfig.url), t.key("url"))
+    cafile = t.string("cafile", "")
+    return GatewayConfig(url, _home(cafile) if cafile else "", t.boolean("insecure", False))
+
+
+def _home(path: str) -> str:
+    """``~`` and ``~user`` at the start of a path, as a shell would have expanded them."""
+    return os.path.expanduser(path)
 
 
 def _output(t: Table) -> OutputConfig:
@@ -241,7 +247,7 @@ def _output(t: Table) -> OutputConfig:
             t.key("flush_seconds"),
             f"must not exceed output.rotate_seconds ({rotate:g}), got {flush:g}",
         )
-    return OutputConfig(Path(out_dir), timezone, rotate, flush)
+    return OutputConfig(Path(_home(out_dir)), timezone, rotate, flush)
 
 
 def _session(t: Table) -> SessionConfig:
@@ -252,6 +258,12 @@ def _session(t: Table) -> SessionConfig:
             t.key("tic_seconds"), f"must be below 60 (IBKR needs a tic every minute), got {tic:g}"
         )
     tickle = t.positive("tickle_seconds", d.tickle_seconds)
+    if tickle > 60:
+        raise ConfigError(
+            t.key("tickle_seconds"),
+            f"must be at most 60 (IBKR: /tickle about once a minute, or the session times "
+            f"out), got {tickle:g}",
+        )
     heartbeat = t.positive("heartbeat_timeout_seconds", d.heartbeat_timeout_seconds)
     if heartbeat <= 10:
         raise ConfigError(
@@ -371,10 +383,9 @@ def parse_sbd_spec(text: str) -> SbdRequest:
 def _apply_overrides(config: Config, o: CliOverrides) -> Config:
     gateway = config.gateway
     if o.gateway is not None:
-        check_url(o.gateway, "--gateway")
-        gateway = replace(gateway, url=o.gateway)
+        gateway = replace(gateway, url=check_url(o.gateway, "--gateway"))
     if o.cafile is not None:
-        gateway = replace(gateway, cafile=o.cafile)
+        gateway = replace(gateway, cafile=_home(o.cafile))
     if o.insecure:
         gateway = replace(gateway, insecure=True)
     output = config.output

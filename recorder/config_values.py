@@ -188,8 +188,10 @@ def tables(raw: dict[str, Any], name: str, cls: Any) -> list[Table]:
     return tables
 
 
-def check_url(url: str, key: str) -> None:
-    """The gateway's base URL: http(s), with a host."""
+def check_url(url: str, key: str) -> str:
+    """The gateway's base URL: http(s), with a host, returned without a path. ``/v1/api``
+    (where the REST calls live) is accepted and dropped; any other path is refused, since
+    every call would miss."""
     try:
         parts = urllib.parse.urlsplit(url)
         ok = parts.scheme in ("http", "https") and bool(parts.hostname)
@@ -198,6 +200,10 @@ def check_url(url: str, key: str) -> None:
         ok = False
     if not ok:
         raise ConfigError(key, f"must be an http(s) URL like https://localhost:5000, got {url!r}")
+    if parts.path.rstrip("/") not in ("", "/v1/api") or parts.query or parts.fragment:
+        raise ConfigError(key, f"must be the gateway's base URL, without a path, like "
+                               f"https://localhost:5000, got {url!r}")
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def check_conid(value: Any, key: str) -> int:

@@ -85,6 +85,17 @@ class FolderLock:
             self._file.close()
             self._file = None
 
+    def held_elsewhere(self) -> bool:
+        """Whether a recorder (or recovery) holds the folder now; creates nothing."""
+        try:
+            with open(self.path, "rb") as file:
+                fcntl.flock(file.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False  # no lock file: nothing has recorded here
+        return False
+
 
 @dataclass(frozen=True)
 class RecoveryReport:

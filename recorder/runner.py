@@ -32,6 +32,7 @@ from recorder.config import Config
 from recorder.connection import Counters, Multiplexer
 from recorder.frames import Frame, event_frame
 from recorder.pacing import Pacer
+from recorder.recover import FolderBusy
 from recorder.redact import Redactor
 from recorder.session import GatewayApi, SessionKeeper, tls_context, ws_url
 from recorder.smh_slots import SmhScheduler
@@ -90,6 +91,25 @@ class StopWatch:
             self._waited += now - self._last
         self._last = now
         return self._waited >= STORAGE_STUCK_SECONDS
+
+
+def stop_time(seconds: float, timezone: str, now_wall: float) -> str:
+    """When a run that stops in ``seconds`` stops, for the log: ``2026-11-23 16:05 EST (in
+    23 h 58 min)``, so an ``--until`` that has passed today (and so means tomorrow) shows."""
+    at = dt.datetime.fromtimestamp(now_wall + seconds, ZoneInfo(timezone))
+    minutes = round(seconds / 60)
+    if seconds < 120:
+        span = f"{seconds:.0f} s"
+    elif minutes < 60:
+        span = f"{minutes} min"
+    else:
+        span = f"{minutes // 60} h {minutes % 60} min"
+    return f"{at:%Y-%m-%d %H:%M %Z} (in {span})"
+
+
+class OutputUnusable(RuntimeError):
+    """The output folder cannot be recorded into (not a folder, no permission, …): found
+    before anything connects."""
 
 
 def _topic_counts(mux: Multiplexer) -> dict[str, int]:
@@ -192,7 +212,14 @@ class Recorder:
             ),
             self.redactor,
         )
-        recovered = await storage.recover()
+        try:
+            recovered = await storage.recover()
+        except FolderBusy:
+            raise
+        except OSError as exc:
+            raise OutputUnusable(
+                f"cannot record into {config.output.dir}: {exc.strerror or exc}"
+                + (f": {exc.filename}" if exc.filename else "")) from exc
         self._storage = storage
         summary = RunSummary(recovered_frames=recovered.frames)
         async with aiohttp.ClientSession() as http, asyncio.TaskGroup() as tg:
@@ -286,6 +313,8 @@ class Recorder:
             await stop.wait()
             return "signal"
         seconds, reason = min(limits)
+        log.info("recording until %s, by --%s",
+                 stop_time(seconds, self.config.output.timezone, self._wall()), reason)
         try:
             left = max(0.0, seconds - (self._clock() - started))
             await asyncio.wait_for(stop.wait(), timeout=left)

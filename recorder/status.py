@@ -7,7 +7,10 @@ every 60 s. Rendering is pure (:func:`render`), so it is tested without a termin
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -44,9 +47,12 @@ def render(snapshot: StatusSnapshot, rates: dict[str, float], waited: bool = Fal
     reading slows down and the gateway's frames wait in the socket: none is lost)."""
     flows = " ".join(
         f"{topic} {rate:.0f}/s" for topic, rate in sorted(rates.items()) if rate >= 0.5)
+    # an alert comes early: a narrow terminal cuts the line's end
+    alert = [f"ERROR {snapshot.storage_error}"] if snapshot.storage_error else []
     parts = [
         _duration(snapshot.uptime),
         "streaming" if snapshot.authenticated else "waiting for gateway",
+        *alert,
         flows or "no frames",
         f"rows {snapshot.rows:,}",
         f"files {snapshot.files}",
@@ -58,20 +64,29 @@ def render(snapshot: StatusSnapshot, rates: dict[str, float], waited: bool = Fal
         "last frame "
         + ("-" if snapshot.since_frame is None else f"{snapshot.since_frame:.0f}s ago"),
     ]
-    if snapshot.storage_error:
-        parts.append(f"ERROR {snapshot.storage_error}")
     return " | ".join(parts)
+
+
+def _columns(out: TextIO) -> int:
+    """The width of the terminal ``out`` writes to (``COLUMNS``, else 80, when unknown)."""
+    try:
+        return os.get_terminal_size(out.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        return shutil.get_terminal_size().columns
 
 
 class StatusReporter:
     """Turns snapshots into per-topic rates and shows them; call :meth:`update` periodically."""
 
-    def __init__(self, out: TextIO | None = None, tty: bool | None = None) -> None:
+    def __init__(self, out: TextIO | None = None, tty: bool | None = None,
+                 columns: Callable[[], int] | None = None) -> None:
         self._out = out or sys.stderr
         self._tty = self._out.isatty() if tty is None else tty
+        self._columns = columns or (lambda: _columns(self._out))
         self.interval = 1.0 if self._tty else 60.0
         self._previous: StatusSnapshot | None = None
-        self._width = 0
+        self._line = ""  # what the terminal shows now, "" when cleared
+        self._last = ""  # the latest line, drawn again after a log record
 
     def rates(self, snapshot: StatusSnapshot) -> dict[str, float]:
         prev = self._previous
@@ -89,15 +104,30 @@ class StatusReporter:
         line = render(snapshot, self.rates(snapshot), waited)
         self._previous = snapshot
         if self._tty:
-            pad = max(0, self._width - len(line))
-            self._out.write("\r" + line + " " * pad)
-            self._out.flush()
-            self._width = len(line)
+            # one row of the terminal at most: a wrapped line cannot be redrawn with \r
+            width = max(1, self._columns() - 1)
+            self._last = line if len(line) <= width else line[: width - 1] + "…"
+            self.redraw()
         else:
             log.info("status: %s", line)
 
+    def clear(self) -> None:
+        """Take the line off the terminal (a log record is about to be written)."""
+        if self._tty and self._line:
+            self._out.write("\r" + " " * len(self._line) + "\r")
+            self._out.flush()
+            self._line = ""
+
+    def redraw(self) -> None:
+        """Show the latest line again, in place of what the terminal shows now."""
+        if self._tty and self._last:
+            pad = max(0, len(self._line) - len(self._last))
+            self._out.write("\r" + self._last + " " * pad)
+            self._out.flush()
+            self._line = self._last
+
     def finish(self) -> None:
-        if self._tty and self._width:
+        if self._tty and self._line:
             self._out.write("\n")
             self._out.flush()
-            self._width = 0
+        self._line = self._last = ""

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from recorder.journal import JOURNAL_DIR, list_segments, segment_path
+from recorder.recover import FolderLock
 from recorder.schema import TABLES
 from recorder.views import is_recording, open_views
 
@@ -45,6 +47,16 @@ class Gap:
 
 
 @dataclass(frozen=True)
+class Journal:
+    """Frames in the journal, not yet in the tables: a live run's current segment, or what a
+    killed run left for ``recorder recover``."""
+
+    segments: int
+    bytes: int
+    live: bool  # a recorder holds the folder now
+
+
+@dataclass(frozen=True)
 class Summary:
     folder: str
     date: str | None
@@ -53,6 +65,7 @@ class Summary:
     gaps: list[Gap]
     reconnects: int
     auth_lost: int
+    journal: Journal
 
 
 def _iso(ns: int | None) -> str | None:
@@ -116,7 +129,15 @@ def summarize(path: str | Path, date: str | None = None,
     if down is not None:
         gaps.append(Gap("disconnect", None, _iso(down) or "", None, None))
     gaps.sort(key=lambda g: (g.start, g.kind))
-    return Summary(str(root), date, tables, per_conid, gaps, reconnects, auth_lost)
+    return Summary(str(root), date, tables, per_conid, gaps, reconnects, auth_lost,
+                   _journal(root))
+
+
+def _journal(root: Path) -> Journal:
+    folder = root / JOURNAL_DIR
+    segments = [segment_path(folder, n) for n in list_segments(folder)]
+    size = sum(p.stat().st_size for p in segments if p.exists())
+    return Journal(len(segments), size, FolderLock(root).held_elsewhere())
 
 
 def to_dict(summary: Summary) -> dict[str, Any]:
@@ -140,4 +161,12 @@ def to_text(summary: Summary) -> str:
         who = f"conid {g.conid}" if g.conid is not None else "socket"
         length = f"{g.seconds:,.1f} s" if g.seconds is not None else "not reconnected"
         lines.append(f"    {g.kind:<10} {who:<16} {g.start} .. {g.end or '?'}  ({length})")
+    j = summary.journal
+    if j.segments:
+        held = (f"  journal: {j.segments} segment(s), {j.bytes:,} bytes, not in the tables "
+                "yet")
+        lines.append(held + (": a recording is running; they are published as it rotates"
+                             if j.live else
+                             f": left by a run that did not stop cleanly; run "
+                             f"`recorder recover {summary.folder}` to publish them"))
     return "\n".join(lines)

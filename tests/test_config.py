@@ -190,6 +190,7 @@ def test_parse_specs() -> None:
          "above 10"),
         ("[session]\nsmd_refresh_seconds = 900\n", "session.smd_refresh_seconds", "15 minutes"),
         ("[session]\ntickle_seconds = -1\n", "session.tickle_seconds", "above 0"),
+        ("[session]\ntickle_seconds = 61\n", "session.tickle_seconds", "at most 60"),
         ("[session]\nreconnect_min_seconds = 90\n", "session.reconnect_min_seconds", "exceed"),
         ("[session]\nsmh_max_concurrent = 2.0\n", "session.smh_max_concurrent", "integer"),
         ("[session]\ncompete = 1\n", "session.compete", "true or false"),
@@ -203,6 +204,8 @@ def test_parse_specs() -> None:
         ("[gateway]\nurl = \"ws://localhost:5000\"\n", "gateway.url", "http(s)"),
         ("[gateway]\nurl = \"https://\"\n", "gateway.url", "http(s)"),
         ("[gateway]\nurl = \"https://h:port\"\n", "gateway.url", "http(s)"),
+        ("[gateway]\nurl = \"https://h:5000/v1/api/tickle\"\n", "gateway.url", "without a path"),
+        ("[gateway]\nurl = \"https://h:5000/?x=1\"\n", "gateway.url", "without a path"),
         ("[[smd]]\nconids = [1, \"abc\"]\n", "smd[0].conids[1]", "numeric conid"),
         ("[[smd]]\nconids = [1]\n[[smd]]\nconids = [\"x@\"]\n", "smd[1].conids[0]", "conid"),
         ("[[smd]]\nconids = []\n", "smd[0].conids", "at least one"),
@@ -234,6 +237,27 @@ def test_refusals_name_the_key(tmp_path: Path, text: str, key: str, words: str) 
     message = error_of(tmp_path, text)
     assert message.startswith(f"{key}: "), message
     assert words in message, message
+
+
+@pytest.mark.parametrize("url", ["https://h:5000", "https://h:5000/", "https://h:5000/v1/api",
+                                 "https://h:5000/v1/api/"])
+def test_the_gateway_url_may_end_in_v1_api(tmp_path: Path, url: str) -> None:
+    """SPEC §4's comment says REST is under /v1/api, so a user may paste that: it is dropped,
+    not doubled into /v1/api/v1/api/tickle."""
+    path = tmp_path / "day.toml"
+    path.write_text(f'[gateway]\nurl = "{url}"\n')
+    assert load_config(path).gateway.url == "https://h:5000"
+    assert load_config(None, CliOverrides(gateway=url)).gateway.url == "https://h:5000"
+
+
+def test_paths_starting_with_a_tilde_are_in_the_home_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    path = tmp_path / "day.toml"
+    path.write_text('[gateway]\ncafile = "~/gw.pem"\n[output]\ndir = "~/recdata"\n')
+    config = load_config(path)
+    assert config.output.dir == tmp_path / "home" / "recdata"
+    assert config.gateway.cafile == str(tmp_path / "home" / "gw.pem")
 
 
 def test_missing_file(tmp_path: Path) -> None:

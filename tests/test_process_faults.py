@@ -412,7 +412,7 @@ def test_the_status_line_shows_a_storage_error_while_it_lasts(tmp_path: Path) ->
     from tests.storage_frames import FullDisk
 
     out, screen = tmp_path / "data", io.StringIO()
-    status = StatusReporter(screen, tty=True)
+    status = StatusReporter(screen, tty=True, columns=lambda: 1000)
     status.interval = 0.05
     disk = FullDisk(budget=10**12)
 
@@ -445,6 +445,6 @@ def test_the_status_line_shows_a_storage_error_while_it_lasts(tmp_path: Path) ->
     asyncio.run(main())
     shown = lines()
     failing = [line for line in shown if "ERROR" in line]
-    assert failing and failing[0].endswith(
-        "ERROR journal write: OSError: [Errno 28] No space left on device")
+    assert failing and (
+        " | ERROR journal write: OSError: [Errno 28] No space left on device | " in failing[0])
     assert "ERROR" not in shown[-1], shown[-1]

@@ -93,3 +93,74 @@ def test_compact_and_recover_commands(tmp_path: Path) -> None:
     assert code == 0 and "recovered 10 frames from 1 journal segment(s)" in out
     assert err.startswith("... journal segment 1 (1 of 1, ") and err.endswith(" bytes)\n")
     assert rows(f"SELECT count(*) FROM '{tmp_path}/killed/raw/*/*.parquet'") == [(10,)]
+
+
+def test_a_bad_date_is_refused_with_one_line(tmp_path: Path) -> None:
+    recording(tmp_path)
+    for command in ("summary", "compact"):
+        for date in ("2026-13-45", "yesterday", "2026/04/30", "20260430"):
+            code, out = run(command, str(tmp_path), "--date", date)
+            assert code == 2, (command, date, out)
+            assert f"must be a date like 2026-11-21, got '{date}'" in out
+            assert "Traceback" not in out
+    code, out = run("summary", str(tmp_path), "--silence-seconds", "-1")
+    assert code == 2 and "--silence-seconds" in out
+
+
+def test_query_output_into_a_missing_folder_is_one_line(tmp_path: Path) -> None:
+    recording(tmp_path)
+    for fmt in ("table", "csv", "json", "parquet"):
+        target = tmp_path / "nope" / f"x.{fmt}"
+        code, out = run("query", str(tmp_path), "SELECT 1", "--format", fmt,
+                        "--output", str(target))
+        assert code == 1, (fmt, out)
+        assert out.strip() == f"Error: cannot write {target}: no folder {target.parent}"
+
+
+def test_the_table_format_runs_the_query_once(tmp_path: Path) -> None:
+    """A statement that cannot run twice (a sequence's nextval) gives the same answer in
+    every format; the table format used to run it a second time to print it."""
+    recording(tmp_path)
+    sql = "CREATE SEQUENCE s; SELECT nextval('s') AS n"
+    for fmt in ("table", "csv", "json"):
+        code, out = run("query", str(tmp_path), sql, "--format", fmt)
+        assert code == 0 and "Traceback" not in out, (fmt, out)
+    code, out = run("query", str(tmp_path), sql)
+    assert code == 0 and out.splitlines()[-2].split() == ["│", "1", "│"], out
+
+
+def test_bytes_that_are_not_utf8_come_out_escaped_not_replaced(tmp_path: Path) -> None:
+    recording(tmp_path)
+    sql = "SELECT from_hex('7b2278223aff997d') AS payload"  # {"x":<ff 99>}
+    code, out = run("query", str(tmp_path), sql, "--format", "csv")
+    assert code == 0 and out.splitlines() == ["payload", '"{""x"":\\xff\\x99}"']
+    code, out = run("query", str(tmp_path), sql, "--format", "json")
+    assert code == 0 and json.loads(out) == [{"payload": '{"x":\\xff\\x99}'}]
+
+
+def test_summary_says_what_the_journal_holds_and_whether_to_recover(tmp_path: Path) -> None:
+    """After a kill -9 the tables can look empty while the journal holds the frames: the
+    summary says so and names the command that publishes them; while a recorder holds the
+    folder, its current segment is simply not published yet."""
+    live = tmp_path / "live"
+    pipe = Pipeline(live, timezone="UTC")
+    pipe.recover()  # takes the folder, as a recording does
+    pipe.write(real_frames(10))
+    pipe.flush()
+    shutil.copytree(live, tmp_path / "killed", ignore=shutil.ignore_patterns("lock"))
+    size = sum(p.stat().st_size for p in (live / "_journal").glob("*.jnl"))
+    code, out = run("summary", str(live))
+    assert code == 0 and out.splitlines()[-1] == (
+        f"  journal: 1 segment(s), {size:,} bytes, not in the tables yet: a recording is "
+        "running; they are published as it rotates")
+    pipe.close()
+    killed = tmp_path / "killed"
+    code, out = run("summary", str(killed))
+    assert code == 0 and out.splitlines()[-1] == (
+        f"  journal: 1 segment(s), {size:,} bytes, not in the tables yet: left by a run that "
+        f"did not stop cleanly; run `recorder recover {killed}` to publish them")
+    assert json.loads(run("summary", str(killed), "--json")[1])["journal"] == {
+        "segments": 1, "bytes": size, "live": False}
+    run("recover", str(killed))
+    code, out = run("summary", str(killed))
+    assert code == 0 and "journal" not in out

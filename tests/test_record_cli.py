@@ -4,6 +4,7 @@ SIGTERM mid-recording that exits 0 with everything published."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import subprocess
 import sys
@@ -173,3 +174,84 @@ def test_the_summary_says_when_storage_fell_behind() -> None:
     assert _summary_text(run, Path("day")).splitlines()[-1] == (
         "  storage fell behind: 1,234 time(s) a frame waited for room in its queue and reading"
         " paused; none was lost")
+
+
+def _dead_port() -> int:
+    import socket
+
+    with socket.socket() as probe:  # a free loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _record(*args: str) -> tuple[int, str]:
+    """``recorder record`` in this process against a dead gateway: exit code and stderr. The
+    command sets up the root logger as for a process of its own; it is put back after."""
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    levels = {name: logging.getLogger(name).level for name in ("", "websockets", "aiohttp")}
+    try:
+        result = CliRunner().invoke(
+            cli, ["record", "--gateway", f"http://127.0.0.1:{_dead_port()}", *args])
+    finally:
+        root.handlers[:] = handlers
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+    return result.exit_code, result.stderr
+
+
+def test_a_folder_in_use_by_another_recorder_is_one_line_not_a_traceback(
+        tmp_path: Path) -> None:
+    from recorder.recover import FolderLock
+
+    lock = FolderLock(tmp_path / "data")
+    lock.acquire()  # as a recorder in another process would hold it
+    try:
+        code, err = _record("--out", str(tmp_path / "data"), "--smd", "1", "--duration", "1s",
+                            "--quiet")
+    finally:
+        lock.release()
+    assert code == 1, err
+    assert err.strip().splitlines() == [
+        f"recorder: {tmp_path / 'data'} is in use by another recorder process"]
+
+
+def test_an_output_path_that_is_a_file_is_a_bad_config(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    code, err = _record("--out", str(tmp_path / "afile" / "data"), "--smd", "1")
+    assert code == 2, err
+    assert err.strip().splitlines() == [
+        f"recorder: bad config: --out: {tmp_path / 'afile'} is a file, not a folder"]
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_line_not_a_traceback(
+        tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "_journal").write_text("")  # where the journal's folder must go
+    code, err = _record("--out", str(tmp_path / "data"), "--smd", "1", "--duration", "1s",
+                        "--quiet")
+    assert code == 1, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(f"recorder: cannot record into {tmp_path}")
+
+
+def test_a_run_says_when_it_will_stop_and_warns_when_it_subscribes_to_nothing(
+        tmp_path: Path) -> None:
+    """A forgotten config file records a day of nothing: say so at once. And the stop time is
+    logged, so an --until that has passed today (it then means tomorrow) shows."""
+    code, err = _record("--out", str(tmp_path / "data"), "--duration", "1s")
+    assert code == 0, err
+    assert err.startswith("recorder: warning: nothing to subscribe to")
+    assert "INFO recording until " in err and "(in 1 s), by --duration" in err
+    code, err = _record("--out", str(tmp_path / "data"), "--duration", "1s", "--pnl")
+    assert code == 0 and "nothing to subscribe" not in err
+
+
+def test_stop_time_reads_as_a_clock_time_and_a_span() -> None:
+    from recorder.runner import stop_time
+
+    noon = 1_795_280_400.0  # 2026-11-21 12:00 in New York (EST)
+    assert stop_time(30.0, "America/New_York", noon) == "2026-11-21 12:00 EST (in 30 s)"
+    assert stop_time(45 * 60, "America/New_York", noon) == "2026-11-21 12:45 EST (in 45 min)"
+    assert stop_time(23.5 * 3600, "America/New_York", noon) == (
+        "2026-11-22 11:30 EST (in 23 h 30 min)")

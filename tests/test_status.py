@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import io
+import logging
+import sys
+
+import pytest
 
 from recorder.status import StatusReporter, StatusSnapshot, render
 
@@ -31,7 +35,7 @@ def test_render_names_every_health_figure() -> None:
 
 def test_the_line_says_when_reading_waited_for_a_full_queue() -> None:
     out = io.StringIO()
-    reporter = StatusReporter(out, tty=True)
+    reporter = StatusReporter(out, tty=True, columns=lambda: 1000)
     reporter.update(snap(1.0, 1, queue_depth=12, queue_max=10_000))
     reporter.update(snap(2.0, 5, queue_depth=10_000, queue_max=10_000, full_waits=3))
     reporter.update(snap(3.0, 9, queue_depth=4_210, queue_max=10_000, full_waits=3))
@@ -49,3 +53,47 @@ def test_terminal_redraws_one_line() -> None:
     text = out.getvalue()
     assert text.count("\r") == 2 and text.endswith("\n")
     assert "smd 4/s" in text
+
+
+def test_the_line_fits_one_row_of_the_terminal() -> None:
+    """A line wider than the terminal would wrap, and ``\\r`` redraws only its last row."""
+    out = io.StringIO()
+    reporter = StatusReporter(out, tty=True, columns=lambda: 60)
+    reporter.update(snap(1.0, 1))
+    reporter.update(snap(2.0, 5))
+    drawn = [line for line in out.getvalue().split("\r") if line]
+    assert drawn and all(len(line) <= 59 for line in drawn)
+    assert drawn[-1].startswith("0:00:") and drawn[-1].rstrip().endswith("…")
+    # a storage error comes early, so a narrow terminal still shows it
+    reporter.update(snap(3.0, 9, storage_error="journal write: OSError: [Errno 28] No space"))
+    last = out.getvalue().split("\r")[-1]
+    assert last.startswith("0:00:03 | waiting for gateway | ERROR journal write")
+    assert len(last) <= 59
+
+
+def test_a_log_record_is_written_on_a_line_of_its_own_and_the_status_line_comes_back(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal, a log record written while the status line shows takes the line's place
+    (cleared first, not appended to it), and the status line is drawn again below it."""
+    from recorder.commands.record import setup_logging
+    from recorder.redact import Redactor
+
+    screen = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", screen)
+    reporter = StatusReporter(screen, tty=True, columns=lambda: 1000)
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    levels = {name: logging.getLogger(name).level for name in ("", "websockets", "aiohttp")}
+    setup_logging(Redactor(), quiet=False, status=reporter)
+    try:
+        reporter.update(snap(1.0, 1))
+        logging.getLogger("recorder.test").warning("websocket closed (code 1006)")
+    finally:
+        root.handlers[:] = handlers
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+    line = render(snap(1.0, 1), {})
+    rows = screen.getvalue().split("\n")
+    assert rows[0] == "\r" + line + "\r" + " " * len(line) + "\r" + rows[0].split("\r")[-1]
+    assert rows[0].split("\r")[-1].endswith("WARNING websocket closed (code 1006)")
+    assert rows[1] == "\r" + line

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,12 +12,32 @@ from typing import Any
 import click
 
 _DIR = click.Path(file_okay=False, path_type=Path)
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A trading day as the ``date=`` folders name it: ``YYYY-MM-DD``, a real date."""
+    if value is None:
+        return None
+    try:
+        if not _DATE.fullmatch(value):
+            raise ValueError
+        dt.date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"must be a date like 2026-11-21, got {value!r}") from None
+    return value
+
+
+def _text(value: Any) -> Any:
+    """A BLOB (``raw.payload``) as text: UTF-8 where it is, ``\\xNN`` for the bytes that are
+    not, as DuckDB shows them; the exact bytes are kept by ``--format parquet``."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="backslashreplace")
+    return value
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return str(value)
+    return _text(value) if isinstance(value, bytes) else str(value)
 
 
 @click.command()
@@ -35,32 +57,40 @@ def query(folder: Path, sql: str, fmt: str, output: Path | None) -> None:
 
     if fmt == "parquet" and output is None:
         raise click.UsageError("--format parquet needs --output FILE")
+    if output is not None and not output.parent.is_dir():
+        raise click.ClickException(f"cannot write {output}: no folder {output.parent}")
     try:
         con = open_views(folder)
-        rel = con.sql(sql)
+        rel = con.sql(sql)  # runs every statement but the last; the last runs once, below
         if rel is None:
             return
         if fmt == "parquet":
             rel.write_parquet(str(output), compression="zstd")
             return
-        columns = rel.columns
-        # through Arrow: DuckDB's own conversion of zoned timestamps needs pytz
-        arrow = rel.arrow().read_all()
-        records = list(zip(*(c.to_pylist() for c in arrow.columns), strict=True))
+        if fmt == "table":
+            text = str(rel)
+        else:
+            columns = rel.columns
+            # through Arrow: DuckDB's own conversion of zoned timestamps needs pytz
+            arrow = rel.arrow().read_all()
+            records = list(zip(*(c.to_pylist() for c in arrow.columns), strict=True))
     except (duckdb.Error, FileNotFoundError) as exc:
         raise click.ClickException(str(exc).strip()) from None
-    out = open(output, "w", newline="") if output else sys.stdout  # noqa: SIM115
+    try:
+        out = open(output, "w", newline="") if output else sys.stdout  # noqa: SIM115
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {output}: {exc.strerror}") from None
     try:
         if fmt == "csv":
             writer = csv.writer(out)
             writer.writerow(columns)
-            writer.writerows(records)
+            writer.writerows([_text(v) for v in r] for r in records)
         elif fmt == "json":
             data = [dict(zip(columns, r, strict=True)) for r in records]
             out.write(orjson.dumps(data, default=_json_default,
                                    option=orjson.OPT_NON_STR_KEYS).decode() + "\n")
         else:
-            out.write(str(con.sql(sql)))
+            out.write(text)
     finally:
         if output:
             out.close()
@@ -68,8 +98,9 @@ def query(folder: Path, sql: str, fmt: str, output: Path | None) -> None:
 
 @click.command()
 @click.argument("folder", type=_DIR)
-@click.option("--date", help="Only this trading day (YYYY-MM-DD).")
-@click.option("--silence-seconds", type=float, default=60.0, show_default=True,
+@click.option("--date", callback=_date, help="Only this trading day (YYYY-MM-DD).")
+@click.option("--silence-seconds", type=click.FloatRange(min=0, min_open=True), default=60.0,
+              show_default=True,
               help="A conid silent longer than this counts as a gap.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def summary(folder: Path, date: str | None, silence_seconds: float, as_json: bool) -> None:
@@ -95,7 +126,8 @@ def _progress(line: str) -> None:
 
 @click.command()
 @click.argument("folder", type=_DIR)
-@click.option("--date", required=True, help="The trading day to compact (YYYY-MM-DD).")
+@click.option("--date", required=True, callback=_date,
+              help="The trading day to compact (YYYY-MM-DD).")
 def compact(folder: Path, date: str) -> None:
     """Merge a day's rotated files into one sorted file per table, crash-safely."""
     from recorder.compact import compact_day
@@ -116,7 +148,7 @@ def compact(folder: Path, date: str) -> None:
 @click.command()
 @click.argument("folder", type=_DIR)
 def recover(folder: Path) -> None:
-    """Publish what a killed run left in its journal (also done at ``record`` start)."""
+    """Publish what a killed run left in its journal (also done at the start of record)."""
     from recorder.recover import FolderBusy, describe, recover_dir
 
     if not folder.is_dir():

@@ -22,10 +22,31 @@ from recorder.redact import RedactingFilter, Redactor
 if TYPE_CHECKING:
     from recorder.config import Config
     from recorder.runner import RunSummary
+    from recorder.status import StatusReporter
 
 
-def setup_logging(redactor: Redactor, quiet: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+class _BesideStatusLine(logging.StreamHandler):
+    """Log lines on the terminal that shows the live status line: the line is cleared before
+    a record and drawn again after it, so neither runs into the other."""
+
+    def __init__(self, status: StatusReporter | None) -> None:
+        super().__init__(sys.stderr)
+        self.status = status
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.status is None:
+            super().emit(record)
+            return
+        try:
+            self.status.clear()
+            super().emit(record)
+            self.status.redraw()
+        except Exception:  # a log call must never raise into the recorder
+            self.handleError(record)
+
+
+def setup_logging(redactor: Redactor, quiet: bool, status: StatusReporter | None = None) -> None:
+    handler = _BesideStatusLine(status)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     handler.addFilter(RedactingFilter(redactor))
     root = logging.getLogger()
@@ -45,7 +66,7 @@ def setup_logging(redactor: Redactor, quiet: bool) -> None:
 @click.option("--smd", multiple=True, metavar="CONID[,CONID…]",
               help="Quotes for these conids (CONID or CONID@EXCH); repeatable.")
 @click.option("--fields", multiple=True, metavar="ID[,ID…]",
-              help="Field ids for --smd [default: the 17 of SPEC §4].")
+              help="Field ids for --smd [default: the 17 the README lists].")
 @click.option("--smh", multiple=True, metavar="CONID:PERIOD:BAR[:SOURCE]",
               help="Historical bars, e.g. 265598:1d:1min:trades; repeatable.")
 @click.option("--sbd", multiple=True, metavar="ACCT:CONID[:EXCH]",
@@ -79,8 +100,9 @@ def record(
 ) -> None:
     """Record the gateway's streams to Parquet until --duration, --until or Ctrl-C.
 
-    CONFIG_FILE is a TOML file (SPEC §4); the options override it. Without one, the defaults
-    and the options are used. Exit 0 when stopped by time or signal; 2 for a bad config.
+    CONFIG_FILE is a TOML file (the README shows every key); the options override it.
+    Without one, the defaults and the options are used. Exit 0 when stopped by time or
+    signal; 1 when the output folder cannot be used; 2 for a bad config.
     """
     from recorder.config import CliOverrides, ConfigError, load_config
     from recorder.session import tls_context
@@ -90,28 +112,57 @@ def record(
         trades=trades, pnl=pnl, duration=duration, until=until, cafile=cafile,
         insecure=insecure, quiet=quiet,
     )
+    from recorder.recover import FolderBusy
+    from recorder.runner import OutputUnusable
+    from recorder.status import StatusReporter
+
     try:
         config = load_config(config_file, overrides)
         tls_context(config.gateway)
+        _check_out_dir(config.output.dir, "--out" if out is not None else "output.dir")
     except ConfigError as exc:
         click.echo(f"recorder: bad config: {exc}", err=True)
         sys.exit(2)
+    if not _subscribes(config):
+        click.echo("recorder: warning: nothing to subscribe to (no smd, smh, sbd, orders, "
+                   "trades or pnl in the config or the options); recording only what the "
+                   "gateway sends unasked", err=True)
 
     redactor = Redactor()
-    setup_logging(redactor, config.quiet)
-    summary = asyncio.run(_record(config, redactor))
+    status = None if config.quiet else StatusReporter()
+    setup_logging(redactor, config.quiet, status)
+    try:
+        summary = asyncio.run(_record(config, redactor, status))
+    except (FolderBusy, OutputUnusable) as exc:
+        click.echo(f"recorder: {exc}", err=True)
+        sys.exit(1)
     click.echo(_summary_text(summary, config.output.dir), err=True)
 
 
-async def _record(config: Config, redactor: Redactor) -> RunSummary:
+def _check_out_dir(path: Path, key: str) -> None:
+    """The output folder, or the nearest part of its path that exists, must be a folder."""
+    from recorder.config import ConfigError
+
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                raise ConfigError(key, f"{part} is a file, not a folder")
+            return
+
+
+def _subscribes(config: Config) -> bool:
+    return bool(config.smd or config.smh or config.sbd or config.orders.enabled
+                or config.trades.enabled or config.pnl.enabled)
+
+
+async def _record(config: Config, redactor: Redactor,
+                  status: StatusReporter | None) -> RunSummary:
     from recorder.runner import Recorder
-    from recorder.status import StatusReporter
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    status = None if config.quiet else StatusReporter()
     recorder = Recorder(config, redactor=redactor, status=status)
     try:
         return await recorder.run(stop)
