@@ -30,8 +30,10 @@ _SCALE: Final = {"K": 1_000, "M": 1_000_000, "B": 1_000_000_000}
 
 
 def is_blank(value: object) -> bool:
-    """True for a value that documents "nothing here": None, ``""``, ``"N/A"``, ``"-"``."""
-    return value is None or (type(value) is str and value.strip() in BLANKS)
+    """True for a value that documents "nothing here": None, ``""``, ``"N/A"``, ``"-"``.
+    Exactly so, not after stripping: the batch paths compare exact strings, and a padded
+    ``" N/A"`` is kept in ``extra`` as sent by both."""
+    return value is None or (type(value) is str and value in BLANKS)
 
 
 def number(value: object) -> float | None:

@@ -173,3 +173,18 @@ def test_any_batch_gives_the_same_tables_on_both_paths(smd: list[bytes],
                                                        others: list[bytes]) -> None:
     payloads = smd[:8] + others + smd[8:]
     assert_same(frames_of(payloads))
+
+
+def test_blanks_padded_with_spaces_are_treated_alike_on_both_paths() -> None:
+    """A field with no typed column keeps its raw string in ``extra`` unless it is exactly a
+    documented blank. The per-frame path used to strip first, so ``" "`` or ``" N/A"`` was
+    dropped live but kept after a recovery (the fast path): the same frames, other rows."""
+    values = [" ", " N/A", "- ", "\tNA", "\u00a0", "", "N/A", "x "]
+    payloads = [b'{"server_id":"q1","conidEx":"265598","conid":265598,"_updated":1777552110061,'
+                b'"6119":"q1","84":"271.55","%s":"%s","topic":"smd+265598"}'
+                % (field, value.encode()) for field in (b"7051", b"9999") for value in values]
+    frames = frames_of(payloads * 2)
+    assert_same(frames)
+    padded = frames_of([p for p in payloads if b'"7051":" ' in p or b'"7051":"- "' in p] * 8)
+    assert len(padded) == 24 and taken(padded) == 24, "the fast path took the padded blanks"
+    assert_same(padded)
