@@ -112,10 +112,6 @@ def record(
         trades=trades, pnl=pnl, duration=duration, until=until, cafile=cafile,
         insecure=insecure, quiet=quiet,
     )
-    from recorder.recover import FolderBusy
-    from recorder.runner import OutputUnusable
-    from recorder.status import StatusReporter
-
     try:
         config = load_config(config_file, overrides)
         tls_context(config.gateway)
@@ -127,6 +123,11 @@ def record(
         click.echo("recorder: warning: nothing to subscribe to (no smd, smh, sbd, orders, "
                    "trades or pnl in the config or the options); recording only what the "
                    "gateway sends unasked", err=True)
+
+    # the heavy imports, once the config is known to be good
+    from recorder.recover import FolderBusy
+    from recorder.runner import OutputUnusable
+    from recorder.status import StatusReporter
 
     redactor = Redactor()
     status = None if config.quiet else StatusReporter()
