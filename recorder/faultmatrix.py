@@ -397,9 +397,14 @@ async def _rotate(ctx: Context) -> None:
     await ctx.gw.drop_connections()
 
 
-def _needs(kind: str, what: str) -> Check:
+def _needs(kind: str | tuple[str, ...], what: str) -> Check:
+    """An event of ``kind`` (or of any of several kinds) was recorded."""
+    kinds = (kind,) if isinstance(kind, str) else kind
+
     def check(ctx: Context, tables: Tables) -> list[str]:
-        return [] if kind in tables.kinds() else [f"no {kind!r} event: {what}"]
+        if set(kinds) & set(tables.kinds()):
+            return []
+        return [f"no {' or '.join(map(repr, kinds))} event: {what}"]
 
     return check
 
@@ -433,10 +438,9 @@ def _check_compete(ctx: Context, tables: Tables) -> list[str]:
 def _check_restart(ctx: Context, tables: Tables) -> list[str]:
     # the session is checked over REST before each reconnect (SPEC §5), so it is usually that
     # check, not a socket, which first meets the stopped gateway
-    met = {"connect_failed", "rest_error"} & set(tables.kinds())
     return (_needs("disconnect", "the restart was not noted")(ctx, tables)
-            + ([] if met else ["no 'connect_failed' or 'rest_error' event: no attempt met the "
-                               "stopped gateway"]))
+            + _needs(("connect_failed", "rest_error"), "no attempt met the stopped gateway")(
+                ctx, tables))
 
 
 def _check_bad_utf8(ctx: Context, tables: Tables) -> list[str]:
