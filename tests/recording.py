@@ -8,9 +8,11 @@ simulated gateway on 127.0.0.1 over TLS. Timeouts are one unit, scaled by
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,3 +114,19 @@ def sim_frames_in(gw: SimGateway) -> list[tuple[int, bytes]]:
     """What the simulator sent, as (connection, payload) in send order, redacted as stored."""
     secret = gw.session_id.encode()
     return [(f.conn_id, f.payload.replace(secret, b"<redacted>")) for f in gw.sent]
+
+
+@contextlib.contextmanager
+def logging_restored() -> Iterator[None]:
+    """Put back what ``recorder record``'s :func:`setup_logging` changes (the root logger's
+    handlers and level, and the websockets and aiohttp levels) when a test runs it in this
+    process, as if it were a process of its own."""
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    levels = {name: logging.getLogger(name).level for name in ("", "websockets", "aiohttp")}
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)

@@ -4,7 +4,6 @@ SIGTERM mid-recording that exits 0 with everything published."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from click.testing import CliRunner
 
 from recorder.cli import cli
 from recorder.sim import SimGateway, SimOptions
-from tests.recording import timeout
+from tests.recording import logging_restored, timeout
 from tests.storage_frames import rows
 
 BAD_CONFIGS = {
@@ -187,16 +186,9 @@ def _dead_port() -> int:
 def _record(*args: str) -> tuple[int, str]:
     """``recorder record`` in this process against a dead gateway: exit code and stderr. The
     command sets up the root logger as for a process of its own; it is put back after."""
-    root = logging.getLogger()
-    handlers = list(root.handlers)
-    levels = {name: logging.getLogger(name).level for name in ("", "websockets", "aiohttp")}
-    try:
+    with logging_restored():
         result = CliRunner().invoke(
             cli, ["record", "--gateway", f"http://127.0.0.1:{_dead_port()}", *args])
-    finally:
-        root.handlers[:] = handlers
-        for name, level in levels.items():
-            logging.getLogger(name).setLevel(level)
     return result.exit_code, result.stderr
 
 

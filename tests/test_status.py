@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from recorder.status import StatusReporter, StatusSnapshot, render
+from tests.recording import logging_restored
 
 
 def snap(now: float, smd: int, **kw: object) -> StatusSnapshot:
@@ -81,17 +82,10 @@ def test_a_log_record_is_written_on_a_line_of_its_own_and_the_status_line_comes_
     screen = io.StringIO()
     monkeypatch.setattr(sys, "stderr", screen)
     reporter = StatusReporter(screen, tty=True, columns=lambda: 1000)
-    root = logging.getLogger()
-    handlers = list(root.handlers)
-    levels = {name: logging.getLogger(name).level for name in ("", "websockets", "aiohttp")}
-    setup_logging(Redactor(), quiet=False, status=reporter)
-    try:
+    with logging_restored():
+        setup_logging(Redactor(), quiet=False, status=reporter)
         reporter.update(snap(1.0, 1))
         logging.getLogger("recorder.test").warning("websocket closed (code 1006)")
-    finally:
-        root.handlers[:] = handlers
-        for name, level in levels.items():
-            logging.getLogger(name).setLevel(level)
     line = render(snap(1.0, 1), {})
     rows = screen.getvalue().split("\n")
     assert rows[0] == "\r" + line + "\r" + " " * len(line) + "\r" + rows[0].split("\r")[-1]
