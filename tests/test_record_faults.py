@@ -130,27 +130,17 @@ def test_competing_session_taken_back_with_compete(tmp_path: Path) -> None:
     assert gw.stats.ssodh_init_calls >= 1
 
 
-def test_an_expired_session_is_taken_back_with_compete(tmp_path: Path) -> None:
+@pytest.mark.parametrize("lose", ["expire_session", "time_out_session"],
+                         ids=["expired", "gateway-timed-out"])
+def test_a_lost_session_is_taken_back_with_compete(tmp_path: Path, lose: str) -> None:
     """The session expires: ``/tickle`` says unauthenticated and ``/iserver/auth/status``
-    answers 401, as a gateway does then. With ``compete = true`` the 401 is a "not
-    authenticated", not an error to retry: the recorder goes on to ssodh/init, which takes the
-    session back, and streams again without anyone restoring it by hand."""
+    answers 401, as a gateway does then. Or the gateway's own session times out and every
+    endpoint answers 401, ``/tickle`` too (seed 003). Either 401 is a "not authenticated", not
+    a REST failure to back off on: with ``compete = true`` the recorder goes on to ssodh/init,
+    which takes the session back, and streams again without anyone restoring it by hand."""
 
     async def fault(gw: SimGateway) -> None:
-        gw.expire_session()
-
-    gw, recorded = asyncio.run(survive(tmp_path, fault, compete=True))
-    assert gw.stats.ssodh_init_calls >= 1
-    assert "auth_lost" in recorded
-
-
-def test_a_timed_out_gateway_session_is_taken_back_with_compete(tmp_path: Path) -> None:
-    """The gateway's own session times out and every endpoint answers 401, ``/tickle`` too
-    (seed 003). That 401 is a "not authenticated", not a REST failure to back off on: with
-    ``compete = true`` the recorder goes on to ssodh/init and streams again by itself."""
-
-    async def fault(gw: SimGateway) -> None:
-        gw.time_out_session()
+        getattr(gw, lose)()
 
     gw, recorded = asyncio.run(survive(tmp_path, fault, compete=True))
     assert gw.stats.ssodh_init_calls >= 1
