@@ -44,7 +44,7 @@ import pyarrow.parquet as pq
 
 from recorder.journal import JOURNAL_DIR, Opener, default_opener, fsync_dir, list_segments
 from recorder.recover import Progress, quiet
-from recorder.writer import PartialFile, file_metadata, partition_dir
+from recorder.writer import PartialFile, file_metadata, partition_dir, segment_of
 
 INTENT_DIR: Final = "_compact"
 ROW_GROUP_ROWS: Final = 500_000  # the output's row groups; also what one write holds
@@ -64,12 +64,6 @@ def stage_dir(root: Path, table: str, date: str) -> Path:
 
 def _old_dir(root: Path, table: str, date: str) -> Path:
     return root / table / f".compact-old-{date}"
-
-
-def segment_of(name: str) -> int | None:
-    """The journal segment a published file belongs to (``<table>-<HHMMSS>-<seq>.parquet``)."""
-    last = name.removesuffix(".parquet").rsplit("-", 1)[-1]
-    return int(last) if last.isdigit() else None
 
 
 def exchange(a: Path, b: Path) -> bool:

@@ -42,6 +42,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from recorder.actions import Action, Note, Send
 from recorder.config import SessionConfig
 from recorder.frames import IN, OUT, Frame
+from recorder.ids import Counters
 from recorder.policy import Due, KeepAlive, backoff
 from recorder.session import SessionKeeper
 from recorder.signals import (
@@ -66,19 +67,6 @@ def _abort(ws: ClientConnection) -> None:
     transport = ws.transport
     if transport is not None:
         transport.abort()
-
-
-class Counters:
-    """Shared, monotonically increasing ids of a run: one ``seq`` for every frame, one
-    ``conn_id`` for every websocket connection."""
-
-    def __init__(self) -> None:
-        self.seq = 0
-        self.conn_id = 0
-
-    def next_seq(self) -> int:
-        self.seq += 1
-        return self.seq
 
 
 class Multiplexer:

@@ -10,7 +10,8 @@ Invariants:
 - ``recv_ts_ns`` is taken once, at the socket, with ``time.time_ns()``; nothing downstream
   reads a clock to stamp a frame.
 - ``payload`` is the exact wire bytes (never decoded, never re-encoded) for ``in``/``out``.
-- ``seq`` increases by one for every frame of a run, whatever its direction.
+- ``seq`` increases by one for every frame, whatever its direction, and a run continues
+  from the folder's last (:mod:`recorder.ids`).
 """
 
 from __future__ import annotations

@@ -29,8 +29,9 @@ from zoneinfo import ZoneInfo
 import aiohttp
 
 from recorder.config import Config
-from recorder.connection import Counters, Multiplexer
+from recorder.connection import Multiplexer
 from recorder.frames import Frame, event_frame
+from recorder.ids import Counters
 from recorder.pacing import Pacer
 from recorder.recover import FolderBusy
 from recorder.redact import Redactor
@@ -214,6 +215,8 @@ class Recorder:
         )
         try:
             recovered = await storage.recover()
+            # ids continue the folder's, so a seq names one frame across runs (see ids.py)
+            self._counters = Counters(*await storage.last_ids())
         except FolderBusy:
             raise
         except OSError as exc:

@@ -37,6 +37,7 @@ from typing import Final, TypeVar
 import pyarrow as pa
 
 from recorder.frames import Frame
+from recorder.ids import LastIds, last_ids
 from recorder.journal import (
     JOURNAL_DIR,
     Opener,
@@ -426,6 +427,10 @@ class Storage:
             log.info("recovered %d frames from %d journal segment(s), %d file(s)",
                      report.frames, report.segments, report.files)
         return report
+
+    async def last_ids(self) -> LastIds:
+        """The highest seq and conn_id the folder holds; call after :meth:`recover`."""
+        return await self._in_thread(last_ids, self.options.dir)
 
     async def put(self, frame: Frame) -> None:
         """Queue a frame; waits while the queue is full (the backpressure)."""

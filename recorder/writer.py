@@ -78,6 +78,13 @@ def file_name(table: str, hhmmss: str, seq: int) -> str:
     return f"{table}-{hhmmss}-{seq}.parquet"
 
 
+def segment_of(name: str) -> int | None:
+    """The journal segment a published file belongs to, from its name
+    (``<table>-<HHMMSS>-<n>.parquet``; a compacted file's is its last, ``…-<first>-<last>``)."""
+    last = name.removesuffix(".parquet").rsplit("-", 1)[-1]
+    return int(last) if last.isdigit() else None
+
+
 def hhmmss(created_ns: int, timezone: str) -> str:
     """Wall-clock time of ``created_ns`` in ``timezone``, as used in file names."""
     when = dt.datetime.fromtimestamp(created_ns / 1e9, ZoneInfo(timezone))

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import aiohttp
 
-from recorder.connection import Counters, Multiplexer
+from recorder.connection import Multiplexer
 from recorder.frames import IN, OUT, Frame
+from recorder.ids import Counters
 from recorder.pacing import Pacer
 from recorder.redact import Redactor
 from recorder.session import GatewayApi, SessionKeeper, tls_context, ws_url

@@ -140,8 +140,14 @@ def test_the_next_record_publishes_what_a_kill_9_left(tmp_path: Path) -> None:
             finally:
                 await child.kill()
             gw.set_rate(0)
-        assert _check_run(gw, raw_rows(out), Run(started, killed)) >= 100
+        recorded = raw_rows(out)
+        assert _check_run(gw, recorded, Run(started, killed)) >= 100
         assert not list(out.rglob("*.partial")) and not list(out.rglob("*.jnl"))
+        # the second run's ids follow the recovered ones: a seq names one frame of the folder
+        assert len({r.seq for r in recorded}) == len(recorded)
+        first = [r.conn_id for r in recorded if r.recv_ts <= killed]
+        second = [r.conn_id for r in recorded if r.recv_ts > killed]
+        assert second and min(second) > max(first)
 
     asyncio.run(main())
 

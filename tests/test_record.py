@@ -207,3 +207,34 @@ def test_no_seq_is_lost_when_storage_is_always_full(tmp_path: Path) -> None:
     assert seqs == set(range(1, max(seqs) + 1))
     kinds = event_kinds(out)
     assert kinds[0] == "start" and "auth_ok" in kinds and "stop" in kinds[-3:]
+
+
+def test_a_second_run_in_the_folder_continues_its_seq_and_conn_id(tmp_path: Path) -> None:
+    """Two runs into one folder: every frame of the day has its own seq, the second run's
+    following the first's, so a row joins its raw frame on seq alone."""
+
+    async def main() -> None:
+        async with SimGateway(SimOptions(seed=3, hb_interval=0.5, update_interval=0.1)) as gw:
+            config = make_config(gw, tmp_path, smd=("265598",))
+
+            async def scenario(rec: Recorder) -> None:
+                frames = len(gw.sent)
+                await gw.wait_for(lambda: len(gw.sent) >= frames + 5, timeout(10))
+
+            for _ in range(2):
+                await record_while(config, scenario)
+
+    asyncio.run(main())
+    frames = rows(  # a frame the gateway sent unasked (sts, system…) is in both tables
+        "SELECT DISTINCT seq, conn_id, recv_ts FROM ("
+        f"SELECT seq, conn_id, recv_ts FROM read_parquet('{tmp_path}/raw/**/*.parquet') UNION "
+        f"ALL SELECT seq, conn_id, recv_ts FROM read_parquet('{tmp_path}/events/**/*.parquet')"
+        ") ORDER BY seq")
+    seqs = [seq for seq, _, _ in frames]
+    assert seqs == list(range(1, len(seqs) + 1))
+    conns = [conn for _, conn, _ in frames]
+    assert conns == sorted(conns) and conns[-1] == 2 and conns.count(2) > 5
+    joined = rows(f"SELECT count(*) FROM read_parquet('{tmp_path}/market_data/**/*.parquet') m "
+                  f"JOIN read_parquet('{tmp_path}/raw/**/*.parquet') r USING (seq)")
+    quotes = rows(f"SELECT count(*) FROM read_parquet('{tmp_path}/market_data/**/*.parquet')")
+    assert joined == quotes
