@@ -48,6 +48,7 @@ from recorder.session import SessionKeeper
 from recorder.signals import (
     AuthChanged,
     Competing,
+    Heartbeat,
     SmhAnswer,
     WaitingForSession,
     classify,
@@ -108,6 +109,7 @@ class Multiplexer:
         self._stopping = False
         self._wake = asyncio.Event()
         self._last_frame = 0.0
+        self._last_heartbeat: float | None = None
         self._authenticated_once = False
         self._sent_session = False  # this connection was sent {"session": …} (it is, once)
         # the open gap: what the last connection ended on, until the next one opens
@@ -131,9 +133,10 @@ class Multiplexer:
         return self._smh.queued_count
 
     @property
-    def last_frame_at(self) -> float | None:
-        """Monotonic time of the last frame received, or None before the first."""
-        return self._last_frame if self.frames_in else None
+    def last_heartbeat_at(self) -> float | None:
+        """Monotonic time of the gateway's last heartbeat (``system`` ``hb``, every 10 s), or
+        None before the first."""
+        return self._last_heartbeat
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -311,6 +314,8 @@ class Multiplexer:
                 # the subscriptions went with the session, and nothing on this socket brings
                 # them back (a gateway may keep it open): the next socket subscribes afresh
                 self._close_for_auth_loss(ws, now)
+        elif isinstance(signal, Heartbeat):
+            self._last_heartbeat = now
         elif isinstance(signal, Competing):
             self._emit("auth", None, {"competing": signal.competing, "source": "sts"})
         elif isinstance(signal, SmhAnswer):

@@ -346,7 +346,8 @@ class Recorder:
                 smh_open=mux.smh_open,
                 smh_queued=mux.smh_queued,
                 smh_max=self.config.session.smh_max_concurrent,
-                since_frame=None if mux.last_frame_at is None else now - mux.last_frame_at,
+                since_heartbeat=(None if mux.last_heartbeat_at is None
+                                 else now - mux.last_heartbeat_at),
                 storage_error=stats.failing,
             ))
             await asyncio.sleep(self._status.interval)

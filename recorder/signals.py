@@ -2,8 +2,9 @@
 
 Almost every frame (quotes, depth, orders…) needs no reaction from the driver, only storage.
 The few that do (``sts`` auth changes, ``smh`` answers that hold a slot, the gateway's
-``waiting for session`` prompt, a topic-less error) are picked out by a cheap byte search and
-only then parsed. Pure: bytes in, a :class:`Signal` or ``None`` out; never raises.
+``waiting for session`` prompt, a topic-less error, the heartbeat whose age the status line
+shows) are picked out by a cheap byte search and only then parsed. Pure: bytes in, a
+:class:`Signal` or ``None`` out; never raises.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import orjson
 _STS = b'"topic":"sts"'
 _SMH = b'"topic":"smh+'
 _WAITING = b"waiting for session"
+_HB = b'"hb":'
 _TOPIC = b'"topic":"'
 _TOPIC_LEN = len(_TOPIC)
 _STS_REST = _STS[_TOPIC_LEN:]  # what follows _TOPIC in _STS
@@ -46,7 +48,14 @@ class SmhAnswer:
     server_id: str
 
 
-Signal = AuthChanged | Competing | WaitingForSession | SmhAnswer
+@dataclass(frozen=True)
+class Heartbeat:
+    """The gateway's ``{"topic":"system","hb":…}``, every 10 s: the status line shows its age."""
+
+
+HEARTBEAT = Heartbeat()
+
+Signal = AuthChanged | Competing | WaitingForSession | SmhAnswer | Heartbeat
 
 
 def _loads(payload: bytes) -> object:
@@ -67,6 +76,8 @@ def signal_of(payload: bytes) -> Signal | None:
         return _smh_signal(payload)
     if _WAITING in payload and _TOPIC not in payload:
         return _waiting_signal(payload)
+    if topic_of(payload) == b"system" and _HB in payload:
+        return HEARTBEAT
     return None
 
 
@@ -133,7 +144,11 @@ def classify(payload: bytes) -> tuple[bytes, Signal | None]:
         if payload.startswith(_SMH_REST, at):
             smh = True
         i = payload.find(_TOPIC, i + 1)
-    return topic, _smh_signal(payload) if smh else None
+    if smh:
+        return topic, _smh_signal(payload)
+    if topic == b"system" and _HB in payload:
+        return topic, HEARTBEAT
+    return topic, None
 
 
 def topic_of(payload: bytes) -> bytes:

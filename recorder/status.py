@@ -32,7 +32,7 @@ class StatusSnapshot:
     smh_open: int = 0
     smh_queued: int = 0
     smh_max: int = 5
-    since_frame: float | None = None
+    since_heartbeat: float | None = None  # seconds since the gateway's last heartbeat
     storage_error: str | None = None  # storage is failing: what it is retrying, and why
 
 
@@ -61,8 +61,8 @@ def render(snapshot: StatusSnapshot, rates: dict[str, float], waited: bool = Fal
         f"reconnects {snapshot.reconnects}",
         f"smh {snapshot.smh_open}/{snapshot.smh_max}"
         + (f" +{snapshot.smh_queued} queued" if snapshot.smh_queued else ""),
-        "last frame "
-        + ("-" if snapshot.since_frame is None else f"{snapshot.since_frame:.0f}s ago"),
+        "heartbeat "
+        + ("-" if snapshot.since_heartbeat is None else f"{snapshot.since_heartbeat:.0f}s ago"),
     ]
     return " | ".join(parts)
 

@@ -7,11 +7,13 @@ with what the simulator says it sent or received.
 from __future__ import annotations
 
 import asyncio
+import io
 from pathlib import Path
 
 from recorder.config import SbdRequest, SmhRequest
 from recorder.runner import Recorder
 from recorder.sim import SimGateway, SimOptions
+from recorder.status import StatusReporter
 from tests.recording import make_config, record_while, sim_frames_in, timeout
 from tests.storage_frames import rows
 
@@ -238,3 +240,29 @@ def test_a_second_run_in_the_folder_continues_its_seq_and_conn_id(tmp_path: Path
                   f"JOIN read_parquet('{tmp_path}/raw/**/*.parquet') r USING (seq)")
     quotes = rows(f"SELECT count(*) FROM read_parquet('{tmp_path}/market_data/**/*.parquet')")
     assert joined == quotes
+
+
+def test_the_status_line_shows_the_age_of_the_gateway_heartbeat(tmp_path: Path) -> None:
+    """Quotes arrive every 0.1 s, the gateway's heartbeat every 3 s: the status line shows
+    how long ago the heartbeat came (SPEC §3), not the last frame."""
+    screen = io.StringIO()
+    status = StatusReporter(screen, tty=True, columns=lambda: 1000)
+    status.interval = 0.05
+
+    def lines() -> list[str]:
+        return [line.strip() for line in screen.getvalue().split("\r") if line.strip()]
+
+    async def main() -> None:
+        async with SimGateway(SimOptions(seed=5, hb_interval=3.0, update_interval=0.1)) as gw:
+            config = make_config(gw, tmp_path, smd=("265598",), heartbeat_timeout_seconds=10.0)
+
+            async def scenario(rec: Recorder) -> None:
+                await gw.wait_for(lambda: any(line.endswith("| heartbeat 2s ago")
+                                              for line in lines()), timeout(10))
+                await gw.wait_for(lambda: lines()[-1].endswith("| heartbeat 0s ago"),
+                                  timeout(10))
+
+            await record_while(config, scenario, status=status)
+
+    asyncio.run(main())
+    assert any("smd " in line and "/s" in line for line in lines())

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from recorder.signals import (
+    HEARTBEAT,
     AuthChanged,
     Competing,
     SmhAnswer,
@@ -39,9 +40,18 @@ def test_waiting_for_session() -> None:
     assert signal_of(b'{"message":"waiting for session"}') == WaitingForSession()
 
 
-@pytest.mark.parametrize("name", ["smd", "sor", "str", "spl", "system", "tic", "act", "errors"])
+@pytest.mark.parametrize("name", ["smd", "sor", "str", "spl", "tic", "act", "errors"])
 def test_ordinary_frames_need_no_reaction(name: str) -> None:
     assert all(signal_of(frame) is None for frame in real(name))
+
+
+def test_the_heartbeat_is_told_apart_from_other_system_frames() -> None:
+    system = real("system")
+    beats = [f for f in system if signal_of(f) == HEARTBEAT]
+    assert beats and all(b'"hb":' in f for f in beats)
+    others = [f for f in system if f not in beats]
+    assert others and all(signal_of(f) is None for f in others)
+    assert signal_of(b'{"topic":"smd+1","hb":1}') is None
 
 
 @pytest.mark.parametrize(
@@ -73,7 +83,7 @@ def test_topic_of() -> None:
 _PIECES = [b'"topic":"', b'sts"', b'smh+', b'sts', b'"', b"+", b"{", b"}", b"265598", b"@x",
            b'"serverId":"7"', b',"args":{"authenticated":true}', b'"competing":false',
            b"waiting for session", b'"message":', b"topic", b"\x99", b'"topic":"sts"',
-           b'"topic":"smh+1"']
+           b'"topic":"smh+1"', b'"topic":"system"', b'"hb":', b'system']
 
 
 @pytest.mark.parametrize("name", ["smd", "sor", "str", "spl", "system", "tic", "act", "errors",

@@ -25,12 +25,12 @@ def test_rates_from_two_snapshots() -> None:
 def test_render_names_every_health_figure() -> None:
     line = render(
         StatusSnapshot(now=5, uptime=3725, rows=12345, files=3, queue_depth=7, reconnects=2,
-                       authenticated=True, smh_open=5, smh_queued=2, since_frame=4.2),
+                       authenticated=True, smh_open=5, smh_queued=2, since_heartbeat=4.2),
         {"smd": 120.0, "sbd": 0.1},
     )
     assert line == (
         "1:02:05 | streaming | smd 120/s | rows 12,345 | files 3 | queue 7 | reconnects 2"
-        " | smh 5/5 +2 queued | last frame 4s ago"
+        " | smh 5/5 +2 queued | heartbeat 4s ago"
     )
 
 
