@@ -193,6 +193,29 @@ def test_str_trade_time_without_r_is_read_as_utc() -> None:
     assert (row["execution_id"], row["trade_time"], row["extra"]) == ("e1", 1777472478000, None)
 
 
+@pytest.mark.parametrize("order", ["time first", "time_r first"])
+def test_str_trade_time_r_wins_a_disagreement_in_either_key_order(order: str) -> None:
+    """Constructed: the two times disagree by an hour (a gateway writing ``trade_time`` in
+    local time, say). ``trade_time_r`` is the column's source (schemas/trades.toml) wherever it
+    stands in the frame, and the other value is kept in ``extra``."""
+    keys = ['"trade_time":"20260429-15:21:18"', '"trade_time_r":1777472478000']
+    if order == "time_r first":
+        keys.reverse()
+    row = one('{"topic":"str","args":[{"execution_id":"e1",' + ",".join(keys) + "}]}",
+              "trades")  # fmt: skip
+    assert (row["trade_time"], row["extra"]) == (
+        1777472478000, [("trade_time", "20260429-15:21:18")])  # fmt: skip
+
+
+@pytest.mark.parametrize("order", ["account first", "acct first"])
+def test_sor_acct_wins_a_disagreement_with_account(order: str) -> None:
+    keys = ['"account":"U2"', '"acct":"U1"']
+    if order == "acct first":
+        keys.reverse()
+    row = one('{"topic":"sor","args":[{"orderId":1,' + ",".join(keys) + "}]}", "orders")
+    assert (row["account"], row["extra"]) == ("U1", [("account", "U2")])
+
+
 # --- spl -> pnl ----------------------------------------------------------------------------
 
 

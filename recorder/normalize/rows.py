@@ -50,6 +50,13 @@ def fill(
                     continue
                 if current == parsed:
                     continue
+                # two keys of one column disagree: the spec's first key wins (rare, so the
+                # search for the key that filled the column is paid only here)
+                first = next(k for k, (at, _) in spec.items() if at == slot)
+                if key == first:
+                    row[slot] = parsed
+                    key, value = next((k, item[k]) for k, (at, _) in spec.items()
+                                      if at == slot and k != key and k in item)
             elif is_blank(value):
                 continue
         if extra is None:

@@ -11,8 +11,9 @@ Rules:
 - A key with no typed column goes to ``extra`` as raw text (:func:`recorder.values.raw_text`);
   so does a value that could not be read into its typed column, unless it is a documented
   blank (``""``, ``"N/A"``, ``"-"``). ``extra`` is null when it would be empty.
-- Two keys feeding one column (``acct``/``account``, ``trade_time_r``/``trade_time``): the first
-  one present wins; the other goes to ``extra`` only when it disagrees.
+- Two keys feeding one column (``acct``/``account``, ``trade_time_r``/``trade_time``): the one
+  listed first in the handler's spec wins, whatever order the frame has them in; the other
+  goes to ``extra`` only when it disagrees.
 """
 
 from __future__ import annotations
