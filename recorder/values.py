@@ -37,12 +37,16 @@ def is_blank(value: object) -> bool:
 
 
 def number(value: object) -> float | None:
-    """A display number (``"1,236"``, ``"12.2M"``, ``"-0.5"``, ``0.56``) as float, else None."""
+    """A display number (``"1,236"``, ``"12.2M"``, ``"-0.5"``, ``0.56``) as float, else None.
+
+    Only what a display number can be: ``float()`` also reads ``"nan"``, ``"inf"``,
+    ``"1_000"`` and digits of other scripts, which are odd values here, not numbers."""
     if type(value) is str:
         try:
-            return float(value)  # the fast path: "271.55"
+            parsed = float(value)  # the fast path: "271.55"
         except ValueError:
             return _display_number(value)
+        return parsed if _finite_plain(parsed, value) else None
     if type(value) is float:
         return value
     if type(value) is int:
@@ -58,14 +62,29 @@ def _display_number(text: str) -> float | None:
         s = s[:-1]
     scale = _SCALE.get(s[-1:].upper()) if s[-1:].isalpha() else None
     if scale is not None:
+        mantissa = s[:-1]
+        if not _plain(mantissa):
+            return None
         try:
-            return float(Decimal(s[:-1]) * scale)
+            scaled = Decimal(mantissa) * scale
         except (InvalidOperation, ValueError):
             return None
+        return float(scaled) if scaled.is_finite() else None
     try:
-        return float(s)
+        parsed = float(s)
     except ValueError:
         return None
+    return parsed if _finite_plain(parsed, s) else None
+
+
+def _plain(text: str) -> bool:
+    """ASCII without ``_``: what ``float()`` and ``Decimal()`` read beyond a display number
+    (``"1_000"``, digits of other scripts) is left out."""
+    return text.isascii() and "_" not in text
+
+
+def _finite_plain(parsed: float, text: str) -> bool:
+    return parsed - parsed == 0.0 and _plain(text)  # nan - nan and inf - inf are nan
 
 
 def last_price(value: object) -> tuple[float | None, bool, bool]:

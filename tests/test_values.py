@@ -36,6 +36,20 @@ from recorder import values
         ("12.2X", None),
         ("M", None),
         ("C150.25", None),  # a prefix is only meaningful on the last price (field 31)
+        ("1.22E7", 12200000.0),
+        (" 12", 12.0),
+        # float() reads these, but no display number looks like them: odd values, not numbers
+        ("nan", None),
+        ("NaN", None),
+        ("inf", None),
+        ("-Infinity", None),
+        ("infK", None),
+        ("nanM", None),
+        ("1_000", None),
+        ("1_0K", None),
+        ("1,0_00", None),
+        ("\u0661\u0662", None),  # Arabic-Indic digits
+        ("\u0661K", None),
         (None, None),
         (True, None),
         ([1], None),
@@ -149,3 +163,10 @@ def test_display_strings_never_raise(s: str) -> None:
     assert values.number(s) is None or isinstance(values.number(s), float)
     values.last_price(s)
     values.size_at_price(s)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=12))
+def test_a_number_read_from_text_is_finite(s: str) -> None:
+    parsed = values.number(s)
+    assert parsed is None or parsed - parsed == 0.0, (s, parsed)
