@@ -61,6 +61,25 @@ def test_non_loopback_gateway_without_cafile_is_refused(tmp_path: Path) -> None:
     assert "gateway.cafile" in result.output and "--insecure" in result.output
 
 
+@pytest.mark.parametrize("given", ["option", "file"])
+def test_a_certificate_that_cannot_be_loaded_is_named_where_it_was_given(
+        tmp_path: Path, given: str) -> None:
+    pem = tmp_path / "missing.pem"
+    args = ["record", "--out", str(tmp_path / "data")]
+    if given == "option":
+        args += ["--cafile", str(pem)]
+    else:
+        config = tmp_path / "day.toml"
+        config.write_text(f"[gateway]\ncafile = '{pem}'\n")
+        args.insert(1, str(config))
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    key = "--cafile" if given == "option" else "gateway.cafile"
+    assert result.output.startswith(f"recorder: bad config: {key}: cannot load {pem}: "), (
+        result.output)
+    assert "Traceback" not in result.output
+
+
 def test_sigterm_exits_0_within_5_s_with_nothing_unflushed(tmp_path: Path) -> None:
     out = tmp_path / "data"
 

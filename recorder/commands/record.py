@@ -114,7 +114,12 @@ def record(
     )
     try:
         config = load_config(config_file, overrides)
-        tls_context(config.gateway)
+        try:
+            tls_context(config.gateway)
+        except ConfigError as exc:  # a certificate given as --cafile is named so
+            if cafile is None or exc.key != "gateway.cafile" or not config.gateway.cafile:
+                raise
+            raise ConfigError("--cafile", exc.message) from exc
         _check_out_dir(config.output.dir, "--out" if out is not None else "output.dir")
     except ConfigError as exc:
         click.echo(f"recorder: bad config: {exc}", err=True)
