@@ -167,6 +167,45 @@ async def _term(child: Child, within: float = 5.0) -> float:
     return elapsed
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_second_signal_while_stopping_exits_at_once_and_recovery_loses_nothing_journaled(
+        tmp_path: Path, sig: signal.Signals) -> None:
+    """The gateway never answers the recorder's close, so a clean stop would wait seconds for
+    it; a second signal ends the process at once, and what it journaled is published by
+    ``recorder recover``, as after a kill -9."""
+    out = tmp_path / "data"
+
+    async def main() -> None:
+        async with SimGateway(SimOptions(seed=13, hb_interval=0.5, update_interval=0.05)) as gw:
+            gw.set_rate(300.0)
+            config = tmp_path / "day.toml"
+            config.write_text(config_text(gw, flush_seconds=FLUSH))
+            started = time.time_ns()
+            child = await spawn_record(config, out, tmp_path / "log.txt")
+            try:
+                await _streaming(gw)
+                sent = len(gw.sent)
+                await gw.wait_for(lambda: len(gw.sent) >= sent + 200, timeout(10))
+                gw.ignore_closes()
+                child.proc.send_signal(sig)
+                await gw.wait_for(lambda: any(r.payload.startswith(b"umd+")
+                                              for r in gw.received), timeout(5))
+                second = time.time_ns()
+                child.proc.send_signal(sig)
+                code = await child.wait(2)
+            finally:
+                await child.kill()
+            gw.set_rate(0)
+            assert code == 128 + sig.value, child.text()
+            assert f"second {sig.name} while stopping: exiting now" in child.text()
+            assert f"`recorder recover {out}`" in child.text()
+            result = await asyncio.to_thread(run_cli, "recover", str(out))
+            assert result.returncode == 0, result.stderr
+            assert _check_run(gw, raw_rows(out), Run(started, second)) >= 100
+
+    asyncio.run(main())
+
+
 def test_sigterm_under_load_publishes_everything_received(tmp_path: Path) -> None:
     out = tmp_path / "data"
 

@@ -3,13 +3,16 @@
 The config is loaded, merged with the options and validated before anything connects; a bad
 one exits 2 with one line naming the key. After that the command never exits because of the
 gateway: it waits and retries until stopped by ``--duration``, ``--until``, SIGINT or SIGTERM,
-and then exits 0 once everything is published.
+and then exits 0 once everything is published. A second SIGINT or SIGTERM while it stops ends
+it at once (exit 128 + the signal's number), as a kill -9 would: the journal keeps what was
+received, and ``recorder recover`` (or the next ``record``) publishes it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -102,7 +105,8 @@ def record(
 
     CONFIG_FILE is a TOML file (the README shows every key); the options override it.
     Without one, the defaults and the options are used. Exit 0 when stopped by time or
-    signal; 1 when the output folder cannot be used; 2 for a bad config.
+    signal; 1 when the output folder cannot be used; 2 for a bad config. A second Ctrl-C
+    while stopping exits at once; `recorder recover` then publishes what was journaled.
     """
     from recorder.config import CliOverrides, ConfigError, load_config
     from recorder.session import tls_context
@@ -166,9 +170,25 @@ async def _record(config: Config, redactor: Redactor,
     from recorder.runner import Recorder
 
     stop = asyncio.Event()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not stop.is_set():
+            stop.set()
+            return
+        # asked twice: the stop is taking too long for the user (a gateway that does not
+        # close, a hung disk); what was journaled stays for recovery, as after a kill -9
+        if status is not None:
+            status.clear()
+        sys.stderr.write(
+            f"recorder: second {sig.name} while stopping: exiting now, without publishing; "
+            f"`recorder recover {config.output.dir}` (or the next record) publishes what the "
+            "journal holds\n")
+        sys.stderr.flush()
+        os._exit(128 + sig.value)
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     recorder = Recorder(config, redactor=redactor, status=status)
     try:
         return await recorder.run(stop)
