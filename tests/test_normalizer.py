@@ -209,6 +209,18 @@ def test_smd_odd_values_go_to_extra_not_an_error() -> None:
     }  # fmt: skip
 
 
+def test_smd_values_float_reads_but_no_display_number_has_are_odd() -> None:
+    """Constructed: ``float()`` reads all of these; a price is none of them."""
+    text = ('{"conid":1,"84":"nan","86":"inf","88":"1_000","85":"\\u0661\\u0662","70":"7.5",'
+            '"31":"Cnan","topic":"smd+1"}')
+    row = one(text, "market_data")
+    assert (row["bid"], row["ask"], row["bid_size"], row["ask_size"], row["high"]) == (
+        None, None, None, None, 7.5)
+    assert row["last"] is None and row["last_is_close"] is None
+    assert row["extra"] == [("84", "nan"), ("86", "inf"), ("88", "1_000"),
+                            ("85", "\u0661\u0662"), ("31", "Cnan")]
+
+
 def test_smd_6119_stands_in_for_missing_server_id() -> None:
     row = one('{"conid":1,"6119":"q7","31":"1.5","topic":"smd+1"}', "market_data")
     assert (row["server_id"], row["last"], row["extra"]) == ("q7", 1.5, None)

@@ -119,9 +119,12 @@ def smd_rows(obj: dict[str, Any], topic: str, frame: Frame) -> tuple[str, list[R
         elif code > 0:
             if type(value) is str:
                 try:
-                    parsed = float(value)
+                    parsed = float(value)  # number()'s fast path, inlined: most values
                 except ValueError:
                     parsed = number(value)
+                else:  # as number(): finite, plain ASCII, no "1_000"
+                    if parsed - parsed != 0.0 or "_" in value or not value.isascii():
+                        parsed = None
             else:
                 parsed = number(value)
             if parsed is not None:
