@@ -1,7 +1,8 @@
 """The tables' schemas, read from ``schemas/`` (the one source of truth).
 
 ``schemas/<table>.toml`` declares a table's columns in order: name, Arrow type, nullability, a
-one-line description and the IBKR field id (or key) it comes from, where there is one.
+one-line description and the IBKR field id (or key) it comes from, where there is one (a list
+of them, by preference, where several feed it).
 ``schemas/VERSION`` holds the schema version, an integer raised whenever a column is added,
 removed, renamed or retyped. The normalizer, the writer, the views and the README's table
 reference all read the schemas through this module.
@@ -49,6 +50,7 @@ _TYPES: Final[dict[str, pa.DataType]] = {
     "string": pa.string(),
     "binary": pa.binary(),
     "map<string, string>": pa.map_(pa.string(), pa.string()),
+    "list<string>": pa.list_(pa.string()),
 }
 
 
@@ -62,7 +64,12 @@ class Column:
     type: pa.DataType
     nullable: bool
     description: str
-    field_id: str | None = None
+    field_ids: tuple[str, ...] = ()  # the IBKR field ids (or keys) it is read from, by preference
+
+    @property
+    def field_id(self) -> str | None:
+        """The first (preferred) of :attr:`field_ids`, or None."""
+        return self.field_ids[0] if self.field_ids else None
 
     @property
     def type_name(self) -> str:
@@ -104,14 +111,15 @@ def _table_doc(table: str) -> tuple[str, tuple[Column, ...]]:
             raise SchemaError(f"{path}: column {name!r} has unknown type {type_name!r}")
         if not name.isidentifier() or name != name.lower():
             raise SchemaError(f"{path}: column name {name!r} is not snake_case")
-        field_id = entry.get("field_id")
+        field_id = entry.get("field_id")  # one id, or a list of them by preference
+        ids = [] if field_id is None else field_id if isinstance(field_id, list) else [field_id]
         cols.append(
             Column(
                 name=name,
                 type=_TYPES[type_name],
                 nullable=bool(entry.get("nullable", True)),
                 description=description,
-                field_id=None if field_id is None else str(field_id),
+                field_ids=tuple(str(f) for f in ids),
             )
         )
     names = [c.name for c in cols]
@@ -136,8 +144,8 @@ def arrow_schema(table: str) -> pa.Schema:
     fields = []
     for col in columns(table):
         meta = {"description": col.description}
-        if col.field_id is not None:
-            meta["ibkr_field"] = col.field_id
+        if col.field_ids:
+            meta["ibkr_field"] = ", ".join(col.field_ids)
         fields.append(pa.field(col.name, col.type, nullable=col.nullable, metadata=meta))
     return pa.schema(fields, metadata={"schema_version": str(SCHEMA_VERSION), "table": table})
 
@@ -153,7 +161,7 @@ def markdown_reference() -> str:
         out += [f"### `{table}`", "", description(table), ""]
         out += ["| column | type | null | IBKR | description |", "|---|---|---|---|---|"]
         for col in columns(table):
-            ibkr = f"`{_cell(col.field_id)}`" if col.field_id else ""
+            ibkr = ", ".join(f"`{_cell(f)}`" for f in col.field_ids)
             null = "yes" if col.nullable else "no"
             out.append(
                 f"| `{col.name}` | {col.type_name} | {null} | {ibkr} | {_cell(col.description)} |"

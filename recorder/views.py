@@ -4,7 +4,9 @@ One view per table over ``DIR/<table>/date=*/*.parquet`` (hive partitioning on, 
 has a ``date`` column), plus three derived views:
 
 - ``quotes``: ``market_data`` with every column carried forward per conid in receive order
-  (``recv_ts, seq``): the full quote state at each update, since smd frames are deltas;
+  (``recv_ts, seq``): the full quote state at each update, since smd frames are deltas; a
+  column a frame sent blank (listed in ``cleared``: a bid withdrawn) is null from there on,
+  until a value comes again;
 - ``trades_dedup``: one row per ``execution_id``, the latest received (it carries the
   commission IBKR sends in a second copy);
 - ``bars_dedup``: one row per (conid, bar, source, bar_time), the latest received.
@@ -26,15 +28,17 @@ Rules:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
 import duckdb
 import pyarrow as pa
 
-from recorder.schema import TABLES, arrow_schema
+from recorder.schema import TABLES, arrow_schema, columns
 
 _CARRY_KEYS: Final = ("recv_ts", "seq", "conid")
+_CLEARED: Final = "cleared"  # market_data's list of field ids a frame sent blank
 
 
 def sql_string(text: str) -> str:
@@ -50,6 +54,8 @@ def duckdb_type(arrow_type: pa.DataType) -> str:
         return "TIMESTAMPTZ" if arrow_type.tz else "TIMESTAMP"
     if pa.types.is_map(arrow_type):
         return f"MAP({duckdb_type(arrow_type.key_type)}, {duckdb_type(arrow_type.item_type)})"
+    if pa.types.is_list(arrow_type):
+        return f"{duckdb_type(arrow_type.value_type)}[]"
     simple = {pa.int32(): "INTEGER", pa.int64(): "BIGINT", pa.float64(): "DOUBLE",
               pa.bool_(): "BOOLEAN", pa.string(): "VARCHAR", pa.binary(): "BLOB"}
     return simple[arrow_type]
@@ -70,27 +76,47 @@ def view_type(arrow_type: pa.DataType) -> str:
     return duckdb_type(arrow_type)
 
 
-def table_sql(root: Path, table: str) -> str:
-    """The SELECT behind a table's view."""
-    fields = list(arrow_schema(table))
-    if has_files(root, table):
-        columns = [
-            f'CAST("{f.name}" AS {view_type(f.type)}) AS "{f.name}"'
-            if view_type(f.type) != duckdb_type(f.type) else f'"{f.name}"'
-            for f in fields
-        ]
-        return (f"SELECT {', '.join(columns)}, date FROM read_parquet("
-                f"{sql_string(table_glob(root, table))}, hive_partitioning = true, "
-                "union_by_name = true)")
-    columns = [f"CAST(NULL AS {view_type(f.type)}) AS \"{f.name}\"" for f in fields]
+def _no_rows(table: str, type_of: Callable[[pa.DataType], str]) -> str:
+    """A SELECT of no rows with every column of ``table`` (and ``date``), typed."""
+    columns = [f'CAST(NULL AS {type_of(f.type)}) AS "{f.name}"' for f in arrow_schema(table)]
     return f"SELECT {', '.join(columns)}, CAST(NULL AS DATE) AS date WHERE false"
 
 
+def table_sql(root: Path, table: str) -> str:
+    """The SELECT behind a table's view. Files written before a column was added lack it;
+    ``UNION ALL BY NAME`` with a typed empty SELECT gives it to them as null (even when no file
+    has it yet), and projections and filters still reach the Parquet reader."""
+    if not has_files(root, table):
+        return _no_rows(table, view_type)
+    columns = [
+        f'CAST("{f.name}" AS {view_type(f.type)}) AS "{f.name}"'
+        if view_type(f.type) != duckdb_type(f.type) else f'"{f.name}"'
+        for f in arrow_schema(table)
+    ]
+    files = (f"SELECT * FROM read_parquet({sql_string(table_glob(root, table))}, "
+             "hive_partitioning = true, union_by_name = true)")
+    return (f"SELECT {', '.join(columns)}, date FROM ({files} "
+            f"UNION ALL BY NAME {_no_rows(table, duckdb_type)})")
+
+
 def quotes_sql() -> str:
-    carried = [f.name for f in arrow_schema("market_data") if f.name not in _CARRY_KEYS]
+    """Each column's latest value per conid: the latest non-null one, or null since a frame
+    cleared it (sent one of its field ids blank). A struct carries the value, so a cleared
+    column's null is a value that ``IGNORE NULLS`` keeps."""
     window = "OVER (PARTITION BY conid ORDER BY recv_ts, seq ROWS UNBOUNDED PRECEDING)"
-    cols = ", ".join(f'last_value("{c}" IGNORE NULLS) {window} AS "{c}"' for c in carried)
-    return f"SELECT recv_ts, seq, conid, {cols}, date FROM market_data"
+    cols = []
+    for col in columns("market_data"):
+        name = col.name
+        if name in _CARRY_KEYS or name == _CLEARED:
+            continue
+        if col.field_ids:
+            ids = ", ".join(sql_string(f) for f in col.field_ids)
+            value = (f'CASE WHEN "{name}" IS NOT NULL OR list_has_any({_CLEARED}, [{ids}]) '
+                     f'THEN {{\'v\': "{name}"}} END')
+            cols.append(f'(last_value({value} IGNORE NULLS) {window}).v AS "{name}"')
+        else:
+            cols.append(f'last_value("{name}" IGNORE NULLS) {window} AS "{name}"')
+    return f"SELECT recv_ts, seq, conid, {', '.join(cols)}, date FROM market_data"
 
 
 DERIVED: Final = {

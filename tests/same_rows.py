@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -62,3 +63,12 @@ def taken(frames: list[Frame], table: str = "market_data") -> int:
     """How many frames ``table``'s fast path took."""
     batch = _fast_paths(frames).get(table)
     return 0 if batch is None else len(batch.positions)
+
+
+_BLANK = re.compile(rb'"(?!55"|6509")[^"]*":"(?:|N/A|-|n/a|NA)"')
+
+
+def has_blank(payload: bytes) -> bool:
+    """An smd frame with a field sent blank (55 and 6509 are verbatim text): the smd fast path
+    declines it, so the per-frame path lists the field in ``cleared``."""
+    return _BLANK.search(payload) is not None

@@ -56,7 +56,8 @@ def one(text: str, table: str, seq: int = 0) -> dict[str, Any]:
 MD_EMPTY = dict.fromkeys(
     ["updated", "conid", "conid_ex", "server_id", "symbol", "last", "last_is_close", "halted",
      "bid", "ask", "bid_size", "ask_size", "last_size", "volume", "high", "low", "open",
-     "close", "prior_close", "change", "change_pct", "mark", "md_availability", "extra"]
+     "close", "prior_close", "change", "change_pct", "mark", "md_availability", "extra",
+     "cleared"]
 )  # fmt: skip
 
 
@@ -141,10 +142,12 @@ def test_smd_close_prefix_c4735() -> None:
 def test_smd_unusable_conid_na_and_dash() -> None:
     text = next(t for t in real("smd") if '"N/A"' in t)
     row = one(text, "market_data")
-    # "55":"-" is kept verbatim (a string column); "31":"N/A" is a documented blank: null.
+    # "55":"-" is kept verbatim (a string column); "31":"N/A" is a documented blank: null, and
+    # listed in cleared (no last price now, which a delta without 31 does not say).
     assert row == {
         "recv_ts": T0, "seq": 0,
-        **md(updated=1777552273600, conid=8595, conid_ex="8595", server_id="q14", symbol="-"),
+        **md(updated=1777552273600, conid=8595, conid_ex="8595", server_id="q14", symbol="-",
+             cleared=["31"]),
     }  # fmt: skip
 
 
@@ -188,7 +191,8 @@ def test_smd_constructed_encodings() -> None:
              symbol="XYZ", last=0.19, last_is_close=False, halted=True, bid=None, ask=0.21,
              bid_size=None, ask_size=1236.0, volume=3412.0, high=0.25, low=0.17, open=0.18,
              close=0.20, prior_close=0.2, change=-0.01, change_pct=-5.0, mark=0.20,
-             md_availability="Dd", extra=[("7084", "1.2"), ("86_raw", "0.21")]),
+             md_availability="Dd", extra=[("7084", "1.2"), ("86_raw", "0.21")],
+             cleared=["84", "88"]),
     }  # fmt: skip
 
 
@@ -221,6 +225,20 @@ def test_smd_values_float_reads_but_no_display_number_has_are_odd() -> None:
                             ("85", "\u0661\u0662"), ("31", "Cnan")]
 
 
+def test_smd_fields_sent_blank_are_listed_in_cleared() -> None:
+    """Constructed: a blank is a value withdrawn (behaviours §23: ``"84":""`` when there is no
+    bid), which ``cleared`` tells apart from a field the delta did not carry. 55 is verbatim
+    text, a JSON null is absent, and "C" with nothing after it is odd, not blank."""
+    text = ('{"conid":1,"84":"","86":"N/A","6508":"-","87":"","55":"-","7059":null,"31":"C",'
+            '"88":"12","topic":"smd+1"}')
+    row = one(text, "market_data")
+    assert row == {
+        "recv_ts": T0, "seq": 0,
+        **md(conid=1, symbol="-", bid_size=12.0, extra=[("31", "C")],
+             cleared=["84", "86", "6508", "87"]),
+    }  # fmt: skip
+
+
 def test_smd_6119_stands_in_for_missing_server_id() -> None:
     row = one('{"conid":1,"6119":"q7","31":"1.5","topic":"smd+1"}', "market_data")
     assert (row["server_id"], row["last"], row["extra"]) == ("q7", 1.5, None)
@@ -237,10 +255,11 @@ def test_fast_paths_take_big_batches_only() -> None:
     ones take the smd and depth fast paths; both give the same rows (tests/test_*_batch.py)."""
     from recorder.benchmark.frames import as_frames, mixed_payloads
     from recorder.normalizer import _fast_paths
+    from tests.same_rows import has_blank
 
     frames = as_frames(mixed_payloads(5_000, seed=5))
     busy = _fast_paths(frames)
     assert set(busy) == {"market_data", "depth"}
-    smd = sum(1 for f in frames if b'"topic":"smd+' in f.payload)
-    assert len(busy["market_data"].positions) == smd
+    smd = sum(1 for f in frames if b'"topic":"smd+' in f.payload and not has_blank(f.payload))
+    assert len(busy["market_data"].positions) == smd  # a frame with a blank goes frame by frame
     assert _fast_paths(frames[:900]) == {}

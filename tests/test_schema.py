@@ -33,7 +33,7 @@ def test_recv_ts_first_and_not_null(table: str) -> None:
 @pytest.mark.parametrize("table", ["market_data", "bars", "orders", "trades", "pnl"])
 def test_data_tables_carry_seq(table: str) -> None:
     assert columns(table)[1] == Column(
-        "seq", pa.int64(), False, columns(table)[1].description, None
+        "seq", pa.int64(), False, columns(table)[1].description, ()
     )
 
 
@@ -43,13 +43,18 @@ def test_market_data_columns_and_field_ids() -> None:
         "recv_ts", "seq", "updated", "conid", "conid_ex", "server_id", "symbol", "last",
         "last_is_close", "halted", "bid", "ask", "bid_size", "ask_size", "last_size", "volume",
         "high", "low", "open", "close", "prior_close", "change", "change_pct", "mark",
-        "md_availability", "extra",
+        "md_availability", "extra", "cleared",
     ]  # fmt: skip
     ids = {c.name: c.field_id for c in columns("market_data")}
     assert ids["last"] == "31" and ids["bid_size"] == "88" and ids["ask_size"] == "85"
     assert ids["mark"] == "7635" and ids["md_availability"] == "6509" and ids["volume"] == "7762"
+    volume = next(c for c in columns("market_data") if c.name == "volume")
+    assert volume.field_ids == ("7762", "87_raw", "87")  # by preference
     s = arrow_schema("market_data")
+    assert s.field("volume").metadata[b"ibkr_field"] == b"7762, 87_raw, 87"
+    assert s.field("bid").metadata[b"ibkr_field"] == b"84"
     assert s.field("extra").type == pa.map_(pa.string(), pa.string())
+    assert s.field("cleared").type == pa.list_(pa.string())
     assert s.field("updated").type == UTC_MS
     assert s.field("last_is_close").type == pa.bool_()
 

@@ -18,7 +18,14 @@ from recorder.benchmark.frames import as_frames, mixed_payloads
 from recorder.frames import OUT, Frame, event_frame
 from recorder.normalize.smd_batch import PATH
 from tests.real_frames import real_frames
-from tests.same_rows import T0, assert_same, fast_paths_for_small_batches, frames_of, taken
+from tests.same_rows import (
+    T0,
+    assert_same,
+    fast_paths_for_small_batches,
+    frames_of,
+    has_blank,
+    taken,
+)
 
 is_candidate, normalize_smd = PATH.is_candidate, PATH.rows
 
@@ -41,8 +48,11 @@ def test_real_smd_frames_give_the_same_rows_and_are_taken() -> None:
     frames = frames_of(payloads)
     out = assert_same(frames)
     assert out["market_data"].num_rows == 40
-    # the real frames are plain: every one goes the fast way
-    assert taken(frames) == sum(1 for p in payloads if is_candidate(p))
+    # the real frames are plain: every one goes the fast way, but for the unknown conid's
+    # "31":"N/A", a blank, which the per-frame path lists in `cleared`
+    blank = [p for p in payloads if has_blank(p)]
+    assert blank and out["market_data"].column("cleared").to_pylist().count(["31"]) == len(blank)
+    assert taken(frames) == sum(1 for p in payloads if is_candidate(p)) - len(blank)
     assert taken(frames) >= 30
 
 
@@ -51,8 +61,19 @@ def test_the_simulators_mix_gives_the_same_rows_and_smd_goes_the_fast_way() -> N
     for start in range(0, len(frames), 1_000):
         batch = frames[start:start + 1_000]
         assert_same(batch)
-        smd = [f for f in batch if b'"topic":"smd+' in f.payload]
+        smd = [f for f in batch if b'"topic":"smd+' in f.payload and not has_blank(f.payload)]
         assert taken(batch) == len(smd)
+
+
+def test_frames_with_a_blank_go_frame_by_frame_and_list_it() -> None:
+    plain = real_frames("smd")[1]
+    blanks = [plain.replace(b'"topic"', b'"%s":"%s","topic"' % (key, blank))
+              for key in (b"84", b"7762", b"6508") for blank in (b"", b"N/A", b"-")]
+    frames = frames_of([plain, *blanks, plain])
+    out = assert_same(frames)
+    assert taken(frames) == 2
+    cleared = out["market_data"].column("cleared").to_pylist()
+    assert cleared == [None, *[[k] for k in ("84", "7762", "6508") for _ in range(3)], None]
 
 
 def test_declined_frames_keep_their_place_among_taken_ones() -> None:

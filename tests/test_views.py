@@ -6,12 +6,14 @@ import datetime as dt
 from pathlib import Path
 
 import orjson
+import pyarrow.parquet as pq
 import pytest
 
 import recorder
 from recorder.frames import Frame
 from recorder.normalizer import normalize
 from recorder.schema import TABLES, arrow_schema
+from recorder.schema import columns as schema_columns
 from recorder.storage import Pipeline
 from tests.storage_frames import T0, real_frames, real_payloads
 
@@ -64,12 +66,13 @@ def test_quotes_carry_every_column_forward_per_conid(tmp_path: Path) -> None:
     md = normalize(frames)["market_data"].to_pylist()
     md.sort(key=lambda r: (r["recv_ts"], r["seq"]))
     columns = ["last", "bid", "ask", "bid_size", "volume", "symbol", "last_is_close", "mark"]
+    ids = {c.name: c.field_ids for c in schema_columns("market_data")}
     state: dict[int, dict[str, object]] = {}
     expected = []
     for row in md:
         s = state.setdefault(row["conid"], {})
         for c in columns:
-            if row[c] is not None:
+            if row[c] is not None or set(ids[c]) & set(row["cleared"] or ()):
                 s[c] = row[c]
         expected.append((row["seq"], row["conid"], *[s.get(c) for c in columns]))
     con = recorder.open(tmp_path)
@@ -77,6 +80,60 @@ def test_quotes_carry_every_column_forward_per_conid(tmp_path: Path) -> None:
                       "ORDER BY recv_ts, seq").fetchall()
     assert got == expected
     assert any(e[2] is not None and e[3] is not None for e in expected)  # a real merge
+
+
+def _smd(conid: int, fields: str) -> bytes:
+    return (f'{{"server_id":"q1","conid":{conid},"_updated":1777552169161{fields},'
+            f'"topic":"smd+{conid}"}}').encode()
+
+
+def test_quotes_clear_a_column_a_frame_sent_blank(tmp_path: Path) -> None:
+    """A bid withdrawn (``"84":""``) is no bid from then on, not the last bid carried forward;
+    a volume cleared through any of its sources likewise; another conid keeps its own."""
+    payloads = [
+        _smd(1, ',"84":"10","86":"11","7762":"500"'),
+        _smd(2, ',"84":"20"'),
+        _smd(1, ',"86":"11.5"'),
+        _smd(1, ',"84":"","87":""'),
+        _smd(1, ',"86":"12"'),
+        _smd(2, ',"86":"21"'),
+        _smd(1, ',"84":"10.5","87":"1.2K"'),
+        _smd(1, ',"86":"N/A"'),
+    ]
+    frames = [Frame(T0 + i * 1000, 1, i + 1, "in", p) for i, p in enumerate(payloads)]
+    record(tmp_path, frames)
+    con = recorder.open(tmp_path)
+    got = con.execute("SELECT conid, bid, ask, volume FROM quotes ORDER BY seq").fetchall()
+    assert got == [
+        (1, 10.0, 11.0, 500.0),
+        (2, 20.0, None, None),
+        (1, 10.0, 11.5, 500.0),
+        (1, None, 11.5, None),
+        (1, None, 12.0, None),
+        (2, 20.0, 21.0, None),
+        (1, 10.5, 12.0, 1200.0),
+        (1, 10.5, None, 1200.0),
+    ]
+    assert [c for (c,) in con.execute("SELECT cleared FROM market_data ORDER BY seq").fetchall()
+            ] == [None, None, None, ["84", "87"], None, None, None, ["86"]]
+
+
+def test_files_from_before_a_column_was_added_read_it_as_null(tmp_path: Path) -> None:
+    """A folder recorded by schema version 1 has no ``cleared``; its views still work, and a
+    day mixing old and new files reads the old rows' ``cleared`` as null."""
+    record(tmp_path, [Frame(T0, 1, 1, "in", _smd(1, ',"84":"10"'))])
+    [path] = (tmp_path / "market_data").glob("*/*.parquet")
+    pq.write_table(pq.read_table(path).drop_columns(["cleared"]), path)  # as version 1 wrote it
+    con = recorder.open(tmp_path)
+    assert con.execute("SELECT seq, bid, cleared FROM market_data").fetchall() == [
+        (1, 10.0, None)]
+    assert con.execute("SELECT seq, bid FROM quotes").fetchall() == [(1, 10.0)]
+    record(tmp_path, [Frame(T0 + 1000, 1, 2, "in", _smd(1, ',"84":""'))])
+    con = recorder.open(tmp_path)
+    assert con.execute("SELECT seq, bid, cleared FROM market_data ORDER BY seq").fetchall() == [
+        (1, 10.0, None), (2, None, ["84"])]
+    assert con.execute("SELECT seq, bid FROM quotes ORDER BY seq").fetchall() == [
+        (1, 10.0), (2, None)]
 
 
 def test_trades_dedup_keeps_the_latest_copy(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from recorder import __version__
+from recorder.schema import SCHEMA_VERSION
 from recorder.writer import (
     PartialFile,
     SchemaMismatch,
@@ -22,7 +23,8 @@ from tests.storage_frames import FullDisk, rows
 
 SCHEMA = pa.schema([("recv_ts", pa.timestamp("ns", tz="UTC")), ("seq", pa.int64()),
                     ("topic", pa.string())])
-META = {b"recorder.schema_version": b"1", b"recorder.version": __version__.encode()}
+META = {b"recorder.schema_version": str(SCHEMA_VERSION).encode(),
+        b"recorder.version": __version__.encode()}
 # 2026-04-30 03:59:59 UTC is still 2026-04-29 in New York; 04:00:00 is the 30th
 EVE = 1_777_521_599_000_000_000
 MIDNIGHT_NY = 1_777_521_600_000_000_000
@@ -54,7 +56,7 @@ def test_file_is_invisible_until_published(tmp_path: Path) -> None:
     meta = pq.ParquetFile(final)
     assert meta.metadata.num_row_groups == 2
     kv = meta.schema_arrow.metadata
-    assert kv[b"recorder.schema_version"] == b"1"
+    assert kv[b"recorder.schema_version"] == b"2"
     assert kv[b"recorder.version"] == __version__.encode()
     assert meta.metadata.row_group(0).column(0).compression == "ZSTD"
 

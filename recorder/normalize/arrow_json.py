@@ -13,7 +13,8 @@ The plain grammar:
   path bans: smd frames have no ``[`` (no arrays at all), sbd frames no ``null`` (pyarrow 26's
   reader builds a broken list array from ``[null,{…}]``);
 - display numbers: ``-?digit[digits or commas][.digits][K|M|B]`` (``"1,965"``, ``"9.2M"``);
-  exact blanks ``""``, ``N/A``, ``-``, ``n/a``, ``NA`` are null; anything else is declined;
+  exact blanks ``""``, ``N/A``, ``-``, ``n/a``, ``NA`` are null (or declined, where the
+  per-frame path lists them: smd's ``cleared``); anything else is declined;
 - JSON numbers must be finite (Arrow reads ``NaN``, which orjson refuses).
 
 A batch Arrow cannot read at all (a type that changes between frames, a duplicate key, bad
@@ -191,8 +192,10 @@ class Columns:
             return array(pc.if_else(outside, _NO_INT, col))
         return col
 
-    def numbers(self, columns: dict[str, pa.Array]) -> dict[str, pa.Array]:
-        """Each numeric column as float64; the strings of all of them converted in one pass."""
+    def numbers(self, columns: dict[str, pa.Array],
+                decline_blanks: bool = False) -> dict[str, pa.Array]:
+        """Each numeric column as float64; the strings of all of them converted in one pass.
+        ``decline_blanks``: a row with a blank value goes the per-frame way (which lists it)."""
         result: dict[str, pa.Array] = {}
         strings: list[tuple[str, pa.Array, pa.Array]] = []  # key, validity, non-null values
         for key, col in columns.items():
@@ -211,7 +214,8 @@ class Columns:
         values = pa.concat_arrays([s[2] for s in strings])
         good = pc.match_substring_regex(values, NUMBER)
         if not pc.all(good).as_py():  # blanks, or odd values the per-frame path must see
-            odd = pc.invert(pc.or_(good, pc.is_in(values, value_set=BLANKS)))
+            odd = pc.invert(good) if decline_blanks else pc.invert(
+                pc.or_(good, pc.is_in(values, value_set=BLANKS)))
             if pc.any(odd).as_py():
                 rows = pa.concat_arrays([pc.indices_nonzero(s[1]) for s in strings])
                 self.decline_rows(pc.filter(rows, odd))
@@ -224,9 +228,11 @@ class Columns:
                                                      part))
         return result
 
-    def extra(self, known: frozenset[str], map_type: pa.DataType) -> pa.Array | None:
+    def extra(self, known: frozenset[str], map_type: pa.DataType,
+              decline_blanks: bool = False) -> pa.Array | None:
         """Keys outside ``known`` as an ``extra`` map, at most one entry a row (a row with more
-        is declined: the per-frame path keeps the frame's key order, which columns lose)."""
+        is declined: the per-frame path keeps the frame's key order, which columns lose).
+        A blank value is left out, or with ``decline_blanks`` its row is declined."""
         names: Col | None = None
         values: Col | None = None
         count: Col | None = None
@@ -239,7 +245,10 @@ class Columns:
             if col.type != pa.string():
                 self.decline(pc.is_valid(col))
                 continue
-            keep = pc.and_(pc.is_valid(col), pc.invert(pc.is_in(col, value_set=BLANKS)))
+            blank = pc.is_in(col, value_set=BLANKS)  # false for a null
+            if decline_blanks and pc.any(blank).as_py():
+                self.decline(blank)
+            keep = pc.and_(pc.is_valid(col), pc.invert(blank))
             if not pc.any(keep).as_py():
                 continue
             name = pc.if_else(keep, pa.array([key], pa.string())[0], NO_STRING)

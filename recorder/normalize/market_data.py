@@ -11,6 +11,10 @@ Rules (field ids: ``behaviours.md`` §13):
   sources are dropped when they parse, kept in ``extra`` when they do not.
 - Every other numeric field in :data:`NUMERIC_FIELDS` is parsed with
   :func:`recorder.values.number`; 55 and 6509 are kept verbatim; any other key goes to ``extra``.
+- A field sent as a blank string (``""``, ``N/A``, ``-``…) is a value withdrawn (no bid now),
+  which a delta's absent field is not: its id goes to ``cleared`` (the volume sources last),
+  so ``quotes`` clears the column instead of carrying the old value. 55 and 6509 are verbatim
+  text, never cleared; a JSON ``null`` counts as absent (Arrow's reader cannot tell them apart).
 """
 
 from __future__ import annotations
@@ -19,9 +23,19 @@ from typing import Any, Final
 
 from recorder.frames import Frame
 from recorder.normalize.rows import Row
-from recorder.values import epoch_ms, int64, is_blank, last_price, number, raw_text, text
+from recorder.values import (
+    BLANKS,
+    epoch_ms,
+    int64,
+    is_blank,
+    last_price,
+    number,
+    raw_text,
+    text,
+)
 
-WIDTH: Final = 26
+WIDTH: Final = 27
+CLEARED: Final = 26  # the cleared column's index
 NUMERIC_FIELDS: Final[dict[str, int]] = {
     "84": 10,  # bid
     "86": 11,  # ask
@@ -145,7 +159,12 @@ def smd_rows(obj: dict[str, Any], topic: str, frame: Frame) -> tuple[str, list[R
             volumes.append((code, key, value))
             continue
         if parsed is None:
-            extra = _odd(extra, key, value)
+            if type(value) is str and value in BLANKS:
+                if row[CLEARED] is None:
+                    row[CLEARED] = []
+                row[CLEARED].append(key)
+            else:
+                extra = _odd(extra, key, value)
     if volumes is not None:
         extra = _volume(row, volumes, extra)
     row[25] = extra
@@ -159,7 +178,12 @@ def _volume(
     for _code, key, value in sorted(volumes, reverse=True):  # codes: 7762 > 87_raw > 87
         parsed = number(value)
         if parsed is None:
-            extra = _odd(extra, key, value)
+            if type(value) is str and value in BLANKS:
+                if row[CLEARED] is None:
+                    row[CLEARED] = []
+                row[CLEARED].append(key)
+            else:
+                extra = _odd(extra, key, value)
         elif row[15] is None:
             row[15] = parsed
     return extra

@@ -19,7 +19,9 @@ A frame is a candidate when it holds ``"topic":"smd+`` and its bytes are plain a
 - an envelope value is not the plain type (``_updated`` an int within years 0..9999, ``conid``
   an int, ``conidEx``/``server_id``/``6119`` strings, ``6119`` equal to ``server_id``);
 - a numeric field (prices, sizes, 31 after its ``C``/``H`` prefix, the volume sources) is not a
-  plain display number or blank (a prefixed 31 must be a number), or not a finite JSON number;
+  plain display number (a blank too: the per-frame path lists it in ``cleared``), or not a
+  finite JSON number;
+- a key without a typed column holds a blank (listed in ``cleared`` too);
 - ``55``, ``6509`` or a key without a typed column holds a value that is not a string;
 - it would carry more than one ``extra`` entry.
 """
@@ -115,7 +117,7 @@ class _Rows(Columns):
                 last = body
         if last is not None:
             numeric["31"] = last
-        numbers = self.numbers(numeric)
+        numbers = self.numbers(numeric, decline_blanks=True)  # a blank goes to `cleared`
         for key, index in NUMERIC_FIELDS.items():
             out[index] = numbers.get(key)
         volumes = [numbers[key] for key in _VOLUME if key in numbers]
@@ -130,7 +132,9 @@ class _Rows(Columns):
             else:
                 out[8] = pc.if_else(has, close_mark, NO_BOOL)
                 out[9] = pc.if_else(has, halt_mark, NO_BOOL)
-        out[25] = self.extra(_KNOWN, arrow_schema("market_data").field("extra").type)
+        out[25] = self.extra(_KNOWN, arrow_schema("market_data").field("extra").type,
+                             decline_blanks=True)
+        # out[26], cleared, stays null: a row with a blank value was declined above
 
         table = table_of(arrow_schema("market_data"), out, n)
         ok = pc.invert(self.bad).to_pylist() if self.any_bad() and self.bad is not None \
