@@ -4,6 +4,7 @@ rules of SPEC §5 hold both ways, and output folders never widen the user's umas
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import ssl
 import stat
@@ -222,12 +223,19 @@ def test_output_folders_and_files_never_widen_the_umask(tmp_path: Path, umask: i
             child = await spawn_record(config, out, tmp_path / "log.txt", umask=umask)
             try:
                 await gw.wait_for(lambda: gw.stats.smd_subscribes >= 1, timeout(20))
-                await asyncio.sleep(1.2)
-                paths = [out, *out.rglob("*")]
-                assert any(p.suffix == ".parquet" for p in paths)
-                assert any(p.suffix == ".jnl" for p in paths)
-                for path in paths:
-                    mode = stat.S_IMODE(path.stat().st_mode)
+                modes: dict[Path, int] = {}
+
+                def seen_both() -> bool:
+                    """Read the modes of what is there now; a live journal segment comes and
+                    goes with every rotation (0.5 s), so look until one was caught."""
+                    for path in [out, *out.rglob("*")]:
+                        with contextlib.suppress(FileNotFoundError):  # gone since the listing
+                            modes[path] = stat.S_IMODE(path.stat().st_mode)
+                    suffixes = {path.suffix for path in modes}
+                    return {".parquet", ".jnl"} <= suffixes
+
+                await gw.wait_for(seen_both, timeout(10))
+                for path, mode in modes.items():
                     assert mode & umask == 0, f"{path} is {oct(mode)} under umask {oct(umask)}"
             finally:
                 await child.kill()
