@@ -116,6 +116,20 @@ def _odd(extra: list[tuple[str, str]] | None, key: str, value: Any) -> list[tupl
     return extra
 
 
+def _unread(row: list[Any], extra: list[tuple[str, str]] | None, key: str,
+            value: Any) -> list[tuple[str, str]] | None:
+    """A field value with no typed reading: a blank string is listed in ``cleared`` (a value
+    withdrawn), anything else but a JSON null is kept in ``extra``."""
+    if type(value) is str and value in BLANKS:
+        cleared = row[CLEARED]
+        if cleared is None:
+            row[CLEARED] = [key]
+        else:
+            cleared.append(key)
+        return extra
+    return _odd(extra, key, value)
+
+
 def smd_rows(obj: dict[str, Any], topic: str, frame: Frame) -> tuple[str, list[Row]]:
     """The one ``market_data`` row of an smd frame."""
     row: list[Any] = [None] * WIDTH
@@ -159,12 +173,7 @@ def smd_rows(obj: dict[str, Any], topic: str, frame: Frame) -> tuple[str, list[R
             volumes.append((code, key, value))
             continue
         if parsed is None:
-            if type(value) is str and value in BLANKS:
-                if row[CLEARED] is None:
-                    row[CLEARED] = []
-                row[CLEARED].append(key)
-            else:
-                extra = _odd(extra, key, value)
+            extra = _unread(row, extra, key, value)
     if volumes is not None:
         extra = _volume(row, volumes, extra)
     row[25] = extra
@@ -178,12 +187,7 @@ def _volume(
     for _code, key, value in sorted(volumes, reverse=True):  # codes: 7762 > 87_raw > 87
         parsed = number(value)
         if parsed is None:
-            if type(value) is str and value in BLANKS:
-                if row[CLEARED] is None:
-                    row[CLEARED] = []
-                row[CLEARED].append(key)
-            else:
-                extra = _odd(extra, key, value)
+            extra = _unread(row, extra, key, value)
         elif row[15] is None:
             row[15] = parsed
     return extra
