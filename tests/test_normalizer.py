@@ -239,6 +239,40 @@ def test_smd_fields_sent_blank_are_listed_in_cleared() -> None:
     }  # fmt: skip
 
 
+def test_smd_a_null_field_after_an_odd_one_keeps_the_odd_one() -> None:
+    row = one('{"conid":1,"7000":"odd","84":null,"topic":"smd+1"}', "market_data")
+    assert (row["bid"], row["extra"], row["cleared"]) == (None, [("7000", "odd")], None)
+
+
+@pytest.mark.parametrize(("fields", "server_id", "extra"), [
+    ('"6119":"q0"', "q0", None),
+    ('"server_id":"q0","6119":"q1"', "q0", [("6119", "q1")]),
+    ('"server_id":42', "42", None),
+])
+def test_smd_6119_and_server_id(fields: str, server_id: str, extra: object) -> None:
+    row = one('{"conid":265598,' + fields + ',"topic":"smd+265598"}', "market_data")
+    assert (row["server_id"], row["extra"]) == (server_id, extra)
+
+
+def test_smd_volume_prefers_7762_then_87_raw_then_87() -> None:
+    row = one('{"conid":1,"87":"3.0K","87_raw":2000.0,"7762":"1000","topic":"smd+1"}',
+              "market_data")
+    assert (row["volume"], row["extra"]) == (1000.0, None)
+    row = one('{"conid":1,"87":"3.0K","87_raw":2000.0,"topic":"smd+1"}', "market_data")
+    assert (row["volume"], row["extra"]) == (2000.0, None)
+
+
+def test_smd_envelope_values_out_of_range_or_of_another_type() -> None:
+    row = one('{"conid":265598,"_updated":-1,"topic":"smd+1"}', "market_data")
+    assert (row["updated"], row["extra"]) == (None, [("_updated", "-1")])
+    row = one('{"conid":9223372036854775808,"topic":"smd+1"}', "market_data")
+    assert (row["conid"], row["extra"]) == (None, [("conid", "9223372036854775808")])
+    row = one('{"conid":"265598","_updated":"1777552110061","6119":"q0","conidEx":5,'
+              '"topic":"smd+1"}', "market_data")
+    assert (row["conid"], row["updated"], row["server_id"], row["extra"]) == (
+        265598, 1777552110061, "q0", [("conidEx", "5")])
+
+
 def test_smd_6119_stands_in_for_missing_server_id() -> None:
     row = one('{"conid":1,"6119":"q7","31":"1.5","topic":"smd+1"}', "market_data")
     assert (row["server_id"], row["last"], row["extra"]) == ("q7", 1.5, None)

@@ -47,6 +47,17 @@ def test_smh_with_t_and_v() -> None:
     ]  # fmt: skip
 
 
+def test_smh_payload_echo_that_is_not_json_still_gives_the_bars() -> None:
+    text = ('{"topic":"smh+265598","serverId":"s1","payload":"{not json",'
+            '"data":[{"o":1,"c":2,"h":3,"l":0.5,"v":10,"t":1777552110000}]}')
+    out = normalize([frame(text)])
+    assert "events" not in out
+    (row,) = rows(out, "bars")
+    assert (row["open"], row["high"], row["low"], row["close"], row["volume"]) == (
+        1.0, 3.0, 0.5, 2.0, 10.0)
+    assert (row["bar"], row["period"], row["source"]) == (None, None, None)
+
+
 def test_smh_refusal_is_an_error_event() -> None:
     # Constructed: a topic frame carrying an error (the gateway's shape for a refused request).
     out = normalize([frame('{"topic":"smh+265598","error":"Too many requests"}', 0)])
@@ -81,6 +92,17 @@ def test_sbd_rows() -> None:
         {**base, "row": 4, "price": 1.0, "extra": [("price", "x @ 1"), ("mystery", "7")]},
     ]
     assert rows(out, "raw")[0]["topic"] == "sbd+DU1234567+265598"
+
+
+@pytest.mark.parametrize(("item", "expected"), [
+    ('{"row":0,"price":"100 @ abc"}', (100.0, None, [("price", "100 @ abc")])),
+    ('{"row":0,"focus":"x"}', (None, None, [("focus", "x")])),
+    ('{"row":0,"bid":"x"}', (None, None, [("bid", "x")])),
+])
+def test_sbd_unreadable_values_are_kept_in_extra(
+        item: str, expected: tuple[object, object, object]) -> None:
+    row = one('{"topic":"sbd+DU1+265598","data":[' + item + "]}", "depth")
+    assert (row["size"], row["price"], row["extra"]) == expected
 
 
 def test_sbd_with_exchange_and_old_bare_topic() -> None:
@@ -134,6 +156,20 @@ def test_sor_market_order_empty_price_is_null() -> None:
     assert row["extra"] == [  # "price": "" is a blank: null, not kept in extra
         ("companyName", "INVESCO QQQ TRUST SERIES 1"), ("order_ref", "submit-143824-5264"),
     ]  # fmt: skip
+
+
+def test_sor_a_blank_value_does_not_stop_the_rest_of_the_item() -> None:
+    row = one('{"topic":"sor","args":[{"orderId":1,"price":"","status":"Filled",'
+              '"side":"BUY"}]}', "orders")
+    assert (row["order_id"], row["price"], row["status"], row["side"], row["extra"]) == (
+        1, None, "Filled", "BUY", None)
+
+
+def test_sor_conidex_and_avg_price_land_in_their_own_columns() -> None:
+    row = one('{"topic":"sor","args":[{"acct":"DU1","conid":265598,"conidEx":"265598@SMART",'
+              '"avgPrice":"150.25","orderId":1}]}', "orders")
+    assert (row["conid"], row["conid_ex"], row["avg_price"], row["price"], row["extra"]) == (
+        265598, "265598@SMART", 150.25, None, None)
 
 
 def test_sor_batched_deltas_give_one_row_each_in_order() -> None:

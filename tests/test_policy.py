@@ -113,3 +113,20 @@ def test_session_timers_never_validate_more_than_once_a_minute() -> None:
         if Due.VALIDATE in timers.poll(step / 10):
             times.append(step / 10)
     assert times and all(b - a >= 60.0 for a, b in itertools.pairwise(times))
+
+
+def test_keepalive_a_frame_reported_again_at_the_same_time_does_not_rearm_dead() -> None:
+    keepalive = KeepAlive(SESSION, now=0.0)
+    keepalive.on_frame(10.0)
+    assert keepalive.poll(35.0) == [Due.TIC, Due.DEAD]
+    keepalive.on_frame(10.0)  # the same frame time again: nothing new arrived
+    assert keepalive.poll(36.0) == []
+
+
+def test_backoff_below_half_a_second_still_doubles_from_its_minimum() -> None:
+    class Top(random.Random):
+        def random(self) -> float:
+            return 0.0
+
+    assert list(itertools.islice(backoff(0.25, 10.0, Top()), 6)) == [
+        0.5, 1.0, 2.0, 4.0, 8.0, 10.0]

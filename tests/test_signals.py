@@ -95,3 +95,15 @@ def test_classify_is_topic_of_and_signal_of_on_real_frames(name: str) -> None:
 @given(st.lists(st.sampled_from(_PIECES), max_size=8).map(b"".join) | st.binary(max_size=40))
 def test_classify_is_topic_of_and_signal_of_on_any_bytes(payload: bytes) -> None:
     assert classify(payload) == (topic_of(payload), signal_of(payload))
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b'{"topic":7,"a":{"topic":"smh+1"},"serverId":"s"}',  # a nested topic, not a string one
+     b'{"topic":"smd+265598","serverId":"x"}',  # an smd frame is no smh answer
+     b'{"error":"waiting for session"}',  # the phrase, not the prompt
+     b'{"topic":"system","message":"waiting for session"}'],
+)
+def test_frames_that_only_look_like_a_signal_ask_for_nothing(payload: bytes) -> None:
+    assert signal_of(payload) is None
+    assert classify(payload)[1] is None

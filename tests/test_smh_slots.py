@@ -185,3 +185,33 @@ def test_never_more_open_than_allowed_under_churn() -> None:
         scheduler.poll(now)
         assert scheduler.open_count <= 3
     assert scheduler.max_open_seen == 3
+
+
+def test_a_slot_times_out_counted_from_when_it_was_sent() -> None:
+    scheduler = SmhScheduler([SmhRequest(1), SmhRequest(2)], 1, 30.0)
+    assert conids_requested(scheduler.on_authenticated(1000.0)) == [1]
+    assert scheduler.poll(1010.0) == []
+    actions = scheduler.poll(1030.0)
+    assert actions[0] == Note("smh_timeout", "smh+1", {"waited_seconds": 30.0})
+    assert conids_requested(actions) == [2]
+
+
+def test_an_answer_for_no_open_request_is_released_and_noted_unmatched() -> None:
+    scheduler = SmhScheduler([SmhRequest(1)], 5, 30.0)
+    scheduler.on_authenticated(0.0)
+    assert scheduler.on_answer(999, "z", 1.0) == [
+        Send("umh+z"), Note("smh_answer", "smh+999", {"server_id": "z", "matched": False})]
+    assert scheduler.open_count == 1
+
+
+def test_nothing_is_requested_or_due_while_disconnected() -> None:
+    scheduler = SmhScheduler([SmhRequest(1), SmhRequest(2)], 1, 30.0)
+    scheduler.on_authenticated(0.0)
+    scheduler.on_disconnected()
+    answer = scheduler.on_answer(1, "x", 1.0)
+    assert conids_requested(answer) == [] and Send("umh+x") in answer
+    repeat = SmhScheduler([SmhRequest(1, every_seconds=60.0)], 5, 30.0)
+    repeat.on_authenticated(0.0)
+    repeat.on_answer(1, "y", 1.0)
+    repeat.on_disconnected()
+    assert repeat.next_deadline() is None

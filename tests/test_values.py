@@ -170,3 +170,29 @@ def test_display_strings_never_raise(s: str) -> None:
 def test_a_number_read_from_text_is_finite(s: str) -> None:
     parsed = values.number(s)
     assert parsed is None or parsed - parsed == 0.0, (s, parsed)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("20260101-00:00:00", 1767225600000),
+    ("20261231-23:59:59", 1798761599000),
+    ("20260400-14:21:18", None),
+    ("20260432-14:21:18", None),
+    ("20260029-14:21:18", None),
+    ("20260429-24:00:00", None),
+    ("20260429-23:60:00", None),
+    ("20260429-23:59:61", None),
+    ("20260429-14:2a:18", None),
+    ("20260429-14x21x18", None),
+    ("20260429T14:21:18", None),
+])
+def test_compact_utc_time_reads_only_real_times(text: str, expected: int | None) -> None:
+    assert values.compact_utc_ms(text) == expected
+
+
+def test_integer_bounds_are_exact() -> None:
+    assert values.int32(2**31 - 1) == 2**31 - 1 and values.int32(62) == 62
+    assert values.int32(-(2**31)) == -(2**31) and values.int32(-(2**31) - 1) is None
+    assert values.int64(-(2**63)) == -(2**63) and values.int64(-(2**63) - 1) is None
+    assert values.epoch_ms(0) == 0 and values.epoch_ms(253402300799999) == 253402300799999
+    assert values.epoch_ms(253402300800000) is None and values.epoch_ms(-1) is None
+    assert values.integer("-42") == -42 and values.text(1.5) == "1.5"
