@@ -62,8 +62,12 @@ def e2e(r: dict[str, Any]) -> str:
         "to 52,700). When storage does fall behind the reader waits and nothing is lost "
         "(backpressure; the status line then says `was full: reading waited`). The bench also "
         "runs the recorder with a storage that drops every frame: its socket reader alone reached "
-        f"{r['reader_only_frames_per_s']:,} frames/s, {r['reader_only_vs_bare']:.2f} of bare. So "
-        "even if storage cost nothing, one process would stay under 0.8: the reader's own work on "
+        f"{r['reader_only_frames_per_s']:,} frames/s, {r['reader_only_vs_bare']:.2f} of bare. "
+        + ("So even if storage cost nothing, one process would stay under 0.8: "
+           if r["reader_only_vs_bare"] < 0.8 else
+           "So the reader alone would meet 0.8 in this run; storage's work is what holds the "
+           "rate: ")
+        + "the reader's own work on "
         "a frame (the byte search that picks out the frames the socket must react to, the frame "
         "tuple, the per-topic count, two clock reads, the queue put) adds "
         f"{r['reader_us_per_frame_over_bare']:.1f} µs to websockets' {bare_us:.1f}, and storage "
