@@ -116,15 +116,8 @@ def test_the_next_record_publishes_what_a_kill_9_left(tmp_path: Path) -> None:
 
     async def main() -> None:
         async with SimGateway(SimOptions(seed=12, hb_interval=0.5, update_interval=0.05)) as gw:
-            gw.set_rate(300.0)
-            config = tmp_path / "day.toml"
-            config.write_text(config_text(gw, flush_seconds=FLUSH))
-            started = time.time_ns()
-            child = await spawn_record(config, out, tmp_path / "log1.txt")
+            config, started, child = await _record_streaming(gw, tmp_path, out, 300)
             try:
-                await _streaming(gw)
-                sent = len(gw.sent)
-                await gw.wait_for(lambda: len(gw.sent) >= sent + 300, timeout(10))
                 killed = time.time_ns()
                 await child.kill()
                 assert child.proc.returncode == -signal.SIGKILL, child.text()
@@ -156,6 +149,25 @@ async def _streaming(gw: SimGateway) -> None:
     await gw.wait_for(lambda: {"smd+265598", "sor", "spl"} <= gw.subscriptions(), timeout(20))
 
 
+async def _record_streaming(gw: SimGateway, tmp_path: Path, out: Path,
+                            frames: int) -> tuple[Path, int, Child]:
+    """``recorder record`` into ``out`` with the gateway at 300 frames/s, once ``frames`` more
+    have streamed: its config file, its start time (ns) and the child."""
+    gw.set_rate(300.0)
+    config = tmp_path / "day.toml"
+    config.write_text(config_text(gw, flush_seconds=FLUSH))
+    started = time.time_ns()
+    child = await spawn_record(config, out, tmp_path / "log1.txt")
+    try:
+        await _streaming(gw)
+        sent = len(gw.sent)
+        await gw.wait_for(lambda: len(gw.sent) >= sent + frames, timeout(10))
+    except BaseException:
+        await child.kill()
+        raise
+    return config, started, child
+
+
 async def _term(child: Child, within: float = 5.0) -> float:
     loop = asyncio.get_running_loop()
     t0 = loop.time()
@@ -177,15 +189,8 @@ def test_a_second_signal_while_stopping_exits_at_once_and_recovery_loses_nothing
 
     async def main() -> None:
         async with SimGateway(SimOptions(seed=13, hb_interval=0.5, update_interval=0.05)) as gw:
-            gw.set_rate(300.0)
-            config = tmp_path / "day.toml"
-            config.write_text(config_text(gw, flush_seconds=FLUSH))
-            started = time.time_ns()
-            child = await spawn_record(config, out, tmp_path / "log.txt")
+            _, started, child = await _record_streaming(gw, tmp_path, out, 200)
             try:
-                await _streaming(gw)
-                sent = len(gw.sent)
-                await gw.wait_for(lambda: len(gw.sent) >= sent + 200, timeout(10))
                 gw.ignore_closes()
                 child.proc.send_signal(sig)
                 await gw.wait_for(lambda: any(r.payload.startswith(b"umd+")
