@@ -287,10 +287,7 @@ class SessionKeeper:
         try:
             return await self._tickle()
         except RestError as exc:
-            if exc.status != 401:
-                raise
-            self._note_rest_error(exc)
-            return AuthStatus(False, message="tickle: HTTP 401 (session expired or invalid)")
+            return self._not_authenticated(exc, "tickle: HTTP 401 (session expired or invalid)")
 
     async def _check_status(self) -> AuthStatus:
         """``/iserver/auth/status``. A 401 is an answer here, not a failure: no brokerage
@@ -299,11 +296,16 @@ class SessionKeeper:
         try:
             body = await self._api.request("POST", "/iserver/auth/status")
         except RestError as exc:
-            if exc.status != 401:
-                raise
-            self._note_rest_error(exc)
-            return AuthStatus(False, message="auth/status: HTTP 401 (no brokerage session)")
+            return self._not_authenticated(exc, "auth/status: HTTP 401 (no brokerage session)")
         return AuthStatus.from_json(body)
+
+    def _not_authenticated(self, exc: RestError, message: str) -> AuthStatus:
+        """A 401 read as "not authenticated" (noted as a REST error too); any other error is
+        raised again, as the failure it is."""
+        if exc.status != 401:
+            raise exc
+        self._note_rest_error(exc)
+        return AuthStatus(False, message=message)
 
     def _set_status(self, status: AuthStatus) -> None:
         changed = status != self.status
