@@ -55,6 +55,7 @@ from recorder.signals import (
 )
 from recorder.smh_slots import SmhScheduler
 from recorder.subscriptions import SubscriptionBook
+from recorder.waiting import wait_set
 
 log = logging.getLogger(__name__)
 
@@ -376,10 +377,7 @@ class Multiplexer:
                               if d is not None]
             wait = min(deadlines) - self._clock()
             self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=min(max(wait, 0.01), 1.0))
-            except TimeoutError:
-                pass
+            await wait_set(self._wake, min(max(wait, 0.01), 1.0))
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -432,7 +430,8 @@ class Multiplexer:
 
     async def _sleep(self, seconds: float) -> None:
         try:
-            await asyncio.wait_for(self._wake_for_stop(), timeout=seconds)
+            async with asyncio.timeout(seconds):  # not wait_for: see recorder/waiting.py
+                await self._wake_for_stop()
         except TimeoutError:
             pass
 

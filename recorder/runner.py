@@ -40,6 +40,7 @@ from recorder.smh_slots import SmhScheduler
 from recorder.status import StatusReporter, StatusSnapshot
 from recorder.storage import Storage, StorageOptions, StorageStats, use_system_allocator
 from recorder.subscriptions import SubscriptionBook
+from recorder.waiting import wait_set
 
 log = logging.getLogger(__name__)
 
@@ -252,8 +253,10 @@ class Recorder:
             # puts the frames it sends, which waits while storage is full; a failing disk must
             # not hold the stop there (what is sent but not queued goes on the pending line).
             try:
-                await asyncio.wait_for(mux.stop(), timeout=SOCKET_STOP_SECONDS)
-                await asyncio.wait_for(asyncio.shield(reader), timeout=SOCKET_STOP_SECONDS)
+                async with asyncio.timeout(SOCKET_STOP_SECONDS):  # see recorder/waiting.py
+                    await mux.stop()
+                async with asyncio.timeout(SOCKET_STOP_SECONDS):
+                    await asyncio.shield(reader)
             except TimeoutError:
                 log.warning("the socket did not close within %.0f s: closing it without "
                             "waiting", SOCKET_STOP_SECONDS)
@@ -318,12 +321,8 @@ class Recorder:
         seconds, reason = min(limits)
         log.info("recording until %s, by --%s",
                  stop_time(seconds, self.config.output.timezone, self._wall()), reason)
-        try:
-            left = max(0.0, seconds - (self._clock() - started))
-            await asyncio.wait_for(stop.wait(), timeout=left)
-        except TimeoutError:
-            return reason
-        return "signal"
+        left = max(0.0, seconds - (self._clock() - started))
+        return "signal" if await wait_set(stop, left) else reason
 
     async def _report(self, storage: Storage, mux: Multiplexer, session: SessionKeeper,
                       started: float) -> None:

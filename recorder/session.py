@@ -37,6 +37,7 @@ from recorder.config import ConfigError, GatewayConfig, SessionConfig
 from recorder.pacing import Pacer
 from recorder.policy import Due, SessionTimers, backoff
 from recorder.redact import Redactor
+from recorder.waiting import wait_set
 
 log = logging.getLogger(__name__)
 
@@ -357,9 +358,7 @@ class SessionKeeper:
 
     async def _sleep_or_recheck(self, seconds: float) -> bool:
         """Sleep, but wake early when the socket reports auth lost; True if it did."""
-        try:
-            await asyncio.wait_for(self._recheck.wait(), timeout=seconds)
-        except TimeoutError:
+        if not await wait_set(self._recheck, seconds):
             return False
         self._recheck.clear()
         return True

@@ -56,6 +56,7 @@ from recorder.recover import (
     recover_unlocked,
 )
 from recorder.redact import Redactor
+from recorder.waiting import wait_set
 from recorder.writer import (
     PartialFile,
     file_metadata,
@@ -481,7 +482,8 @@ class Storage:
             return
         self._thread.shutdown(wait=False)
         try:
-            await asyncio.wait_for(asyncio.wrap_future(done), seconds)
+            async with asyncio.timeout(seconds):  # see recorder/waiting.py
+                await asyncio.wrap_future(done)
         except TimeoutError:
             log.warning("storage's thread is still busy on the disk; not waiting for it")
 
@@ -543,10 +545,7 @@ class Storage:
             wait = deadline - self._clock()
             if wait > 0:
                 self._enough.clear()
-                try:
-                    await asyncio.wait_for(self._enough.wait(), wait)
-                except TimeoutError:
-                    pass
+                await wait_set(self._enough, wait)
         batch: list[Frame] = []
         batch_max = self.options.batch_max
         while len(batch) < batch_max and not queue.empty():

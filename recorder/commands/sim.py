@@ -14,6 +14,8 @@ from typing import Any
 
 import click
 
+from recorder.waiting import wait_set
+
 
 def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
     if value is not None and value <= 0:
@@ -256,7 +258,4 @@ async def _faults(gw: Any, kw: dict[str, Any], stop: asyncio.Event) -> None:
                 due[name] = when + kw[name][0]
             else:
                 due[name] = when + kw[name]
-        try:
-            await asyncio.wait_for(stop.wait(), 0.1)
-        except TimeoutError:
-            pass
+        await wait_set(stop, 0.1)
