@@ -54,12 +54,15 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def tls_context(gateway: GatewayConfig) -> ssl.SSLContext | None:
+def tls_context(gateway: GatewayConfig,
+                cafile_key: str = "gateway.cafile") -> ssl.SSLContext | None:
     """The TLS policy of SPEC §5, decided before anything connects.
 
     Loopback gateways (the Client Portal gateway's own self-signed certificate) are accepted
     unverified unless ``cafile`` is given. Any other host needs ``cafile`` to verify against, or
-    an explicit ``insecure``; otherwise :class:`ConfigError` names ``gateway.cafile``.
+    an explicit ``insecure``; otherwise :class:`ConfigError` names ``gateway.cafile``. A
+    ``cafile`` that cannot be loaded is named as ``cafile_key`` (``--cafile`` when the option
+    gave it).
     """
     parts = urlsplit(gateway.url)
     if parts.scheme == "http":
@@ -68,7 +71,7 @@ def tls_context(gateway: GatewayConfig) -> ssl.SSLContext | None:
         try:
             return ssl.create_default_context(cafile=gateway.cafile)
         except (OSError, ssl.SSLError) as exc:
-            raise ConfigError("gateway.cafile", f"cannot load {gateway.cafile}: {exc}") from exc
+            raise ConfigError(cafile_key, f"cannot load {gateway.cafile}: {exc}") from exc
     if is_loopback(parts.hostname or "") or gateway.insecure:
         context = ssl.create_default_context()
         context.check_hostname = False

@@ -118,12 +118,7 @@ def record(
     )
     try:
         config = load_config(config_file, overrides)
-        try:
-            tls_context(config.gateway)
-        except ConfigError as exc:  # a certificate given as --cafile is named so
-            if cafile is None or exc.key != "gateway.cafile" or not config.gateway.cafile:
-                raise
-            raise ConfigError("--cafile", exc.message) from exc
+        tls_context(config.gateway, "--cafile" if cafile is not None else "gateway.cafile")
         _check_out_dir(config.output.dir, "--out" if out is not None else "output.dir")
     except ConfigError as exc:
         click.echo(f"recorder: bad config: {exc}", err=True)
