@@ -164,3 +164,21 @@ def test_summary_says_what_the_journal_holds_and_whether_to_recover(tmp_path: Pa
     run("recover", str(killed))
     code, out = run("summary", str(killed))
     assert code == 0 and "journal" not in out
+
+
+def test_lists_and_maps_come_out_as_json_in_csv_and_as_objects_in_json(tmp_path: Path) -> None:
+    """``market_data.extra`` (a map) and ``cleared`` (a list) used to come out of
+    ``--format csv`` as Python's repr (``[('6508', 'x')]``) and out of ``--format json`` as
+    a list of pairs."""
+    recording(tmp_path)
+    sql = ("SELECT MAP {'6508': 'x', '7': 'a\"b'} AS extra, ['84', '86'] AS cleared, "
+           "{'v': 1.5::DOUBLE} AS s, NULL::MAP(VARCHAR, VARCHAR) AS none")
+    code, out = run("query", str(tmp_path), sql, "--format", "csv")
+    assert code == 0, out
+    assert list(csv.reader(io.StringIO(out))) == [
+        ["extra", "cleared", "s", "none"],
+        ['{"6508":"x","7":"a\\"b"}', '["84","86"]', '{"v":1.5}', ""]]
+    code, out = run("query", str(tmp_path), sql, "--format", "json")
+    assert code == 0 and json.loads(out) == [
+        {"extra": {"6508": "x", "7": 'a"b'}, "cleared": ["84", "86"], "s": {"v": 1.5},
+         "none": None}]

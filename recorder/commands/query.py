@@ -40,6 +40,17 @@ def _json_default(value: Any) -> Any:
     return _text(value) if isinstance(value, bytes) else str(value)
 
 
+def _csv_cell(value: Any) -> Any:
+    """One CSV cell: a list, struct or map (``extra``, ``cleared``) as its JSON text, as
+    ``--format json`` writes it, rather than Python's repr."""
+    if isinstance(value, list | dict):
+        import orjson
+
+        return orjson.dumps(value, default=_json_default,
+                            option=orjson.OPT_NON_STR_KEYS).decode()
+    return _text(value)
+
+
 @click.command()
 @click.argument("folder", type=_DIR)
 @click.argument("sql")
@@ -73,7 +84,9 @@ def query(folder: Path, sql: str, fmt: str, output: Path | None) -> None:
             columns = rel.columns
             # through Arrow: DuckDB's own conversion of zoned timestamps needs pytz
             arrow = rel.arrow().read_all()
-            records = list(zip(*(c.to_pylist() for c in arrow.columns), strict=True))
+            # a MAP as an object ({"6508": "x"}), not as a list of key-value pairs
+            records = list(zip(*(c.to_pylist(maps_as_pydicts="lossy") for c in arrow.columns),
+                               strict=True))
     except (duckdb.Error, FileNotFoundError) as exc:
         raise click.ClickException(str(exc).strip()) from None
     try:
@@ -84,7 +97,7 @@ def query(folder: Path, sql: str, fmt: str, output: Path | None) -> None:
         if fmt == "csv":
             writer = csv.writer(out)
             writer.writerow(columns)
-            writer.writerows([_text(v) for v in r] for r in records)
+            writer.writerows([_csv_cell(v) for v in r] for r in records)
         elif fmt == "json":
             data = [dict(zip(columns, r, strict=True)) for r in records]
             out.write(orjson.dumps(data, default=_json_default,
