@@ -44,6 +44,7 @@ import pyarrow.parquet as pq
 
 from recorder.journal import JOURNAL_DIR, Opener, default_opener, fsync_dir, list_segments
 from recorder.recover import Progress, quiet
+from recorder.schema import arrow_schema
 from recorder.writer import PartialFile, file_metadata, partition_dir, segment_of
 
 INTENT_DIR: Final = "_compact"
@@ -244,11 +245,14 @@ def _sorted_rows(paths: list[Path], schema: pa.Schema) -> pa.Table:
     return rows.sort_by(keys)
 
 
-def _write_merged(paths: list[Path], final: Path, opener: Opener) -> int:
+def _write_merged(table: str, paths: list[Path], final: Path, opener: Opener) -> int:
     """Merge ``paths`` into ``final`` sorted by ``recv_ts`` (then ``seq``), holding one group of
     overlapping files (:func:`overlapping_groups`) in memory at a time, not the whole day;
     rows written."""
-    schema = pa.unify_schemas([pq.read_schema(p).remove_metadata() for p in paths],
+    # The table's schema first: its columns and descriptions win over an older file's (a
+    # column added since reads null in that file's rows); a column only old files have stays.
+    schema = pa.unify_schemas([arrow_schema(table).remove_metadata(),
+                               *(pq.read_schema(p).remove_metadata() for p in paths)],
                               promote_options="permissive")
     part = PartialFile(final, schema, opener, file_metadata())
     total = 0
@@ -304,7 +308,7 @@ def compact_table(root: Path, table: str, date: str, opener: Opener = default_op
     stage = stage_dir(root, table, date)
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir()
-    written = _write_merged(inputs, stage / output, opener)
+    written = _write_merged(table, inputs, stage / output, opener)
     fsync_dir(root / table)
     intent_path = root / INTENT_DIR / f"{table}-{date}.json"
     _write_json_atomically(intent_path, {"table": table, "date": date, "output": output,

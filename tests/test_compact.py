@@ -238,3 +238,30 @@ def test_sigkill_during_compaction(day: tuple[Path, list[Frame]], tmp_path: Path
         assert not list(root.glob("*/.compact-*")) and not list(root.glob("_compact/*.json"))
         compact_day(root, DAY)  # and it can finish the job afterwards
         assert table_counts(root) == want
+
+
+def test_the_merged_file_has_the_tables_current_columns_and_descriptions(tmp_path: Path) -> None:
+    """A day whose first file was written before a column was added and a description
+    changed: the merged file carries the current schema (the old rows read the new column as
+    null). It used to keep the first input's field metadata, so the older text."""
+    from recorder.schema import arrow_schema
+
+    root = tmp_path / "data"
+    record(root, [f for f in real_frames(2_000) if b'"smd+' in f.payload], per_segment=200)
+    first, *others = sorted((root / "market_data" / f"date={DAY}").glob("*.parquet"))
+    old = pq.read_table(first).drop_columns(["cleared"])
+    bid = old.schema.get_field_index("bid")
+    old = old.cast(old.schema.set(bid, old.schema.field(bid).with_metadata(
+        {"description": "an older description"})))
+    pq.write_table(old, first)
+    total = old.num_rows + sum(pq.read_metadata(p).num_rows for p in others)
+    compact_day(root, DAY)
+    [merged] = (root / "market_data" / f"date={DAY}").glob("*.parquet")
+    schema = pq.read_schema(merged)
+    want = arrow_schema("market_data")
+    assert schema.names == want.names
+    for name in want.names:
+        assert schema.field(name).metadata == want.field(name).metadata, name
+    last_old = max(old.column("seq").to_pylist())
+    assert rows(f"SELECT count(*) FILTER (seq <= {last_old} AND cleared IS NULL), count(*) "
+                f"FROM '{merged}'") == [(old.num_rows, total)]
