@@ -239,6 +239,61 @@ def test_refusals_name_the_key(tmp_path: Path, text: str, key: str, words: str) 
     assert words in message, message
 
 
+# The history endpoint's table in the IBKR docs (shared/seeds/001): every bar size, and each
+# period unit's largest count.
+IBKR_BARS = ["1min", "2min", "3min", "5min", "10min", "15min", "30min", "1h", "2h", "3h", "4h",
+             "8h", "1d", "1w", "1m"]
+IBKR_PERIOD_MAX = {"min": 30, "h": 8, "d": 1000, "w": 792, "m": 182, "y": 15}
+
+
+def test_every_bar_size_and_period_ibkr_offers_is_accepted_and_nothing_beyond(
+        tmp_path: Path) -> None:
+    def smh(line: str) -> str:
+        return f"[[smh]]\nconid = 1\n{line}\n"
+
+    for bar in IBKR_BARS:
+        path = tmp_path / "day.toml"
+        path.write_text(smh(f'bar = "{bar}"'))
+        assert load_config(path).smh[0].bar == bar
+    for bar in ("1sec", "4min", "6h", "2d", "2w", "2m", "1y", "1H", "1 min", "01min"):
+        assert error_of(tmp_path, smh(f'bar = "{bar}"')).startswith("smh[0].bar: "), bar
+    for unit, most in IBKR_PERIOD_MAX.items():
+        for count in (1, most):
+            path = tmp_path / "day.toml"
+            path.write_text(smh(f'period = "{count}{unit}"'))
+            assert load_config(path).smh[0].period == f"{count}{unit}"
+        for bad in (f"{most + 1}{unit}", f"0{unit}", f"01{unit}", f"1{unit.upper()}"):
+            message = error_of(tmp_path, smh(f'period = "{bad}"'))
+            assert message.startswith("smh[0].period: must be a period IBKR offers"), message
+            assert f"1-{most}{unit}" in message
+    assert parse_smh_spec("1:8h:1h").period == "8h"
+    with pytest.raises(ConfigError, match="^--smh: "):
+        parse_smh_spec("1:9h:1h")
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "words"),
+    [
+        ("[output]\ndir = 1\n", "output.dir", "must be a string, got number 1"),
+        ("[trades]\ndays = true\n", "trades.days", "must be an integer, got boolean true"),
+        ("[session]\nsmh_max_concurrent = true\n", "session.smh_max_concurrent",
+         "must be an integer"),
+        ("[[smd]]\nconids = 265598\n", "smd[0].conids", "must be an array, got number"),
+        ("[[smh]]\nconid = 0\n", "smh[0].conid", "numeric conid"),
+        ("[[smh]]\nconid = true\n", "smh[0].conid", "numeric conid"),
+        ("[[smh]]\nconid = \"２６５５９８\"\n", "smh[0].conid", "numeric conid"),
+        ("[[smd]]\nconids = [\"２６５５９８\"]\n", "smd[0].conids[0]", "numeric conid"),
+        ("[[sbd]]\naccount = \"DU1\"\n", "sbd[0].conid", "required"),
+        ("[gateway]\nurl = \"https://h:5000/#x\"\n", "gateway.url", "without a path"),
+    ],
+)
+def test_values_of_the_wrong_kind_are_refused_by_key(
+        tmp_path: Path, text: str, key: str, words: str) -> None:
+    message = error_of(tmp_path, text)
+    assert message.startswith(f"{key}: "), message
+    assert words in message, message
+
+
 @pytest.mark.parametrize("url", ["https://h:5000", "https://h:5000/", "https://h:5000/v1/api",
                                  "https://h:5000/v1/api/"])
 def test_the_gateway_url_may_end_in_v1_api(tmp_path: Path, url: str) -> None:
