@@ -19,7 +19,8 @@ Rules:
   (``.compact-*``) are never read, so a view never sees a row twice or a half-written file.
 - A table with no files yet is still a view, empty, with the columns of
   :func:`recorder.schema.arrow_schema` (and ``date``), so queries written for a full day run
-  on an empty one.
+  on an empty one. The glob is read at each query (``allow_empty``, DuckDB 2.0), so a view
+  shows the files published after the connection was opened, even a table's first.
 - Timestamps are shown in UTC (the connection's ``TimeZone``). Files keep ``recv_ts`` in
   nanoseconds; views show it as ``TIMESTAMPTZ`` (microseconds), because DuckDB's time
   functions (``date_trunc``, ``time_bucket``, ``epoch``, interval arithmetic) do not take
@@ -65,10 +66,6 @@ def table_glob(root: Path, table: str) -> str:
     return str(root / table / "date=*" / "*.parquet")
 
 
-def has_files(root: Path, table: str) -> bool:
-    return next((root / table).glob("date=*/*.parquet"), None) is not None
-
-
 def view_type(arrow_type: pa.DataType) -> str:
     """The DuckDB type a view shows a column as: nanosecond timestamps as microseconds."""
     if pa.types.is_timestamp(arrow_type) and arrow_type.unit == "ns":
@@ -85,16 +82,15 @@ def _no_rows(table: str, type_of: Callable[[pa.DataType], str]) -> str:
 def table_sql(root: Path, table: str) -> str:
     """The SELECT behind a table's view. Files written before a column was added lack it;
     ``UNION ALL BY NAME`` with a typed empty SELECT gives it to them as null (even when no file
-    has it yet), and projections and filters still reach the Parquet reader."""
-    if not has_files(root, table):
-        return _no_rows(table, view_type)
+    has it yet, or there is no file at all), and projections and filters still reach the
+    Parquet reader."""
     columns = [
         f'CAST("{f.name}" AS {view_type(f.type)}) AS "{f.name}"'
         if view_type(f.type) != duckdb_type(f.type) else f'"{f.name}"'
         for f in arrow_schema(table)
     ]
     files = (f"SELECT * FROM read_parquet({sql_string(table_glob(root, table))}, "
-             "hive_partitioning = true, union_by_name = true)")
+             "hive_partitioning = true, union_by_name = true, allow_empty = true)")
     return (f"SELECT {', '.join(columns)}, date FROM ({files} "
             f"UNION ALL BY NAME {_no_rows(table, duckdb_type)})")
 
@@ -129,7 +125,8 @@ DERIVED: Final = {
 
 
 def create_views(con: duckdb.DuckDBPyConnection, root: Path) -> None:
-    """(Re)create every view of ``root`` on ``con``; call again to see newly published files."""
+    """(Re)create every view of ``root`` on ``con``; each reads the files published when it
+    is queried."""
     for table in TABLES:
         con.execute(f'CREATE OR REPLACE VIEW "{table}" AS {table_sql(root, table)}')
     con.execute(f"CREATE OR REPLACE VIEW quotes AS {quotes_sql()}")

@@ -39,6 +39,28 @@ def test_empty_folder_has_every_view_with_its_columns(tmp_path: Path) -> None:
         assert con.execute(f"SELECT count(*) FROM {view}").fetchall() == [(0,)]
 
 
+def test_an_open_connection_sees_a_tables_first_files(tmp_path: Path) -> None:
+    """A notebook opened before the day's first execution: once ``trades`` files are
+    published, the same connection shows them (its view used to stay empty until reopened),
+    and so do the views built on it."""
+    frames = real_frames()
+    strs = [f for f in frames if b'"str"' in f.payload]
+    others = [f for f in frames if b'"str"' not in f.payload]
+    record(tmp_path, others)
+    con = recorder.open(tmp_path)
+    assert con.execute("SELECT count(*) FROM trades").fetchall() == [(0,)]
+    record(tmp_path, strs)
+    want = normalize(strs)["trades"].num_rows
+    assert want > 0
+    assert con.execute("SELECT count(*) FROM trades").fetchall() == [(want,)]
+    assert con.execute("SELECT count(*) > 0 FROM trades_dedup").fetchall() == [(True,)]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    con = recorder.open(empty)  # no file of any table yet
+    record(empty, others[:20])
+    assert con.execute("SELECT count(*) FROM raw").fetchall() == [(20,)]
+
+
 def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no such recording folder"):
         recorder.open(tmp_path / "nope")
