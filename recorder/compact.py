@@ -265,9 +265,9 @@ def _write_merged(table: str, paths: list[Path], final: Path, opener: Opener) ->
             pending_rows += rows.num_rows
             total += rows.num_rows
             if pending_rows >= ROW_GROUP_ROWS:
-                _write_groups(part, pending)
-                pending, pending_rows = [], 0
-        _write_groups(part, pending)
+                pending = _write_groups(part, pending, whole_only=True)
+                pending_rows = sum(t.num_rows for t in pending)
+        _write_groups(part, pending, whole_only=False)
         if part.finish():
             part.publish()
             fsync_dir(final.parent)
@@ -277,11 +277,17 @@ def _write_merged(table: str, paths: list[Path], final: Path, opener: Opener) ->
     return total
 
 
-def _write_groups(part: PartialFile, tables: list[pa.Table]) -> None:
-    if tables:
-        rows = pa.concat_tables(tables)
-        for batch in rows.to_batches(max_chunksize=ROW_GROUP_ROWS):
-            part.write(pa.Table.from_batches([batch]))
+def _write_groups(part: PartialFile, tables: list[pa.Table], whole_only: bool) -> list[pa.Table]:
+    """Write ``tables`` as row groups of ``ROW_GROUP_ROWS`` rows, whatever the sizes of the
+    input files; with ``whole_only`` a short tail is returned for the next call instead."""
+    if not tables:
+        return []
+    rows = pa.concat_tables(tables).combine_chunks()
+    start = 0
+    while rows.num_rows - start >= ROW_GROUP_ROWS or (not whole_only and start < rows.num_rows):
+        part.write(rows.slice(start, ROW_GROUP_ROWS))
+        start += ROW_GROUP_ROWS
+    return [rows.slice(start)] if start < rows.num_rows else []
 
 
 def compact_table(root: Path, table: str, date: str, opener: Opener = default_opener,

@@ -265,3 +265,21 @@ def test_the_merged_file_has_the_tables_current_columns_and_descriptions(tmp_pat
     last_old = max(old.column("seq").to_pylist())
     assert rows(f"SELECT count(*) FILTER (seq <= {last_old} AND cleared IS NULL), count(*) "
                 f"FROM '{merged}'") == [(old.num_rows, total)]
+
+
+@pytest.mark.parametrize("group_rows", [1_000, 2_000, compact.ROW_GROUP_ROWS])
+def test_the_merged_file_has_full_row_groups_whatever_the_input_files(
+        day: tuple[Path, list[Frame]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        group_rows: int) -> None:
+    """30 files of 200 frames merge into row groups of ``ROW_GROUP_ROWS`` rows (the last
+    may be short), not one small group per input file."""
+    root = tmp_path / "data"
+    shutil.copytree(day[0], root)
+    monkeypatch.setattr(compact, "ROW_GROUP_ROWS", group_rows)
+    compact_day(root, DAY)
+    [raw] = (root / "raw" / f"date={DAY}").glob("*.parquet")
+    meta = pq.read_metadata(raw)
+    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    full, tail = divmod(6_000, group_rows)
+    assert sizes == [group_rows] * full + ([tail] if tail else [])
+    assert raw_seqs(root) == [f.seq for f in day[1]]
