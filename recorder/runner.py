@@ -309,19 +309,23 @@ class Recorder:
                 return
 
     async def _wait_for_stop(self, stop: asyncio.Event, started: float) -> str:
-        limits: list[tuple[float, str]] = []
+        """Wait for a signal, ``--duration`` (counted from ``started``, the command's start)
+        or ``--until`` (a time of day, counted from now: a long recovery before this point
+        must not stop the recording early); the reason it stopped."""
+        now = self._clock()
+        deadlines: list[tuple[float, str]] = []
         if self.config.duration_seconds is not None:
-            limits.append((self.config.duration_seconds, "duration"))
+            deadlines.append((started + self.config.duration_seconds, "duration"))
         if self.config.until is not None:
-            limits.append((seconds_until(self.config.until, self.config.output.timezone,
-                                         self._wall()), "until"))
-        if not limits:
+            deadlines.append((now + seconds_until(self.config.until, self.config.output.timezone,
+                                                  self._wall()), "until"))
+        if not deadlines:
             await stop.wait()
             return "signal"
-        seconds, reason = min(limits)
+        deadline, reason = min(deadlines)
+        left = max(0.0, deadline - now)
         log.info("recording until %s, by --%s",
-                 stop_time(seconds, self.config.output.timezone, self._wall()), reason)
-        left = max(0.0, seconds - (self._clock() - started))
+                 stop_time(left, self.config.output.timezone, self._wall()), reason)
         return "signal" if await wait_set(stop, left) else reason
 
     async def _report(self, storage: Storage, mux: Multiplexer, session: SessionKeeper,

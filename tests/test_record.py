@@ -7,14 +7,20 @@ with what the simulator says it sent or received.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import datetime as dt
 import io
+import time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from recorder.config import SbdRequest, SmhRequest
+from recorder.recover import RecoveryReport
 from recorder.runner import Recorder
 from recorder.sim import SimGateway, SimOptions
 from recorder.status import StatusReporter
-from tests.recording import make_config, record_while, sim_frames_in, timeout
+from recorder.storage import Storage
+from tests.recording import logging_restored, make_config, record_while, sim_frames_in, timeout
 from tests.storage_frames import rows
 
 
@@ -266,3 +272,37 @@ def test_the_status_line_shows_the_age_of_the_gateway_heartbeat(tmp_path: Path) 
 
     asyncio.run(main())
     assert any("smd " in line and "/s" in line for line in lines())
+
+
+def test_until_stops_at_its_time_of_day_however_long_recovery_took(tmp_path: Path) -> None:
+    """--until 10:00 is a time of day. A recovery that took an hour (both clocks jump while it
+    runs) leaves 2 s to record; the wait used to subtract the hour again and stop at once."""
+    zone = ZoneInfo("America/New_York")
+    base = dt.datetime(2026, 11, 20, 8, 59, 58, tzinfo=zone).timestamp()  # 10:00 is 1 h 2 s off
+    start = time.monotonic()
+    jumped = 0.0
+
+    def clock() -> float:
+        return time.monotonic() + jumped
+
+    def wall() -> float:
+        return base + (time.monotonic() - start) + jumped
+
+    class HourLongRecovery(Storage):
+        async def recover(self) -> RecoveryReport:
+            nonlocal jumped
+            report = await super().recover()
+            jumped += 3600.0
+            return report
+
+    async def main() -> None:
+        async with SimGateway(SimOptions(seed=3)) as gw:
+            config = dataclasses.replace(make_config(gw, tmp_path), until=dt.time(10, 0))
+            with logging_restored():
+                summary = await Recorder(config, clock=clock, wall=wall,
+                                         storage=HourLongRecovery).run()
+            assert summary.stopped_by == "until"
+            stopped = dt.datetime.fromtimestamp(wall(), zone)
+            assert stopped >= dt.datetime(2026, 11, 20, 9, 59, 59, 900_000, tzinfo=zone), stopped
+
+    asyncio.run(main())
