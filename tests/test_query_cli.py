@@ -5,9 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import pty
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from click.testing import CliRunner
 
 from recorder.cli import cli
@@ -53,8 +58,10 @@ def test_query_formats(tmp_path: Path) -> None:
     code, _ = run("query", str(tmp_path), "SELECT seq FROM raw", "--format", "parquet",
                   "--output", str(target))
     assert code == 0 and rows(f"SELECT count(*), max(seq) FROM '{target}'") == [(300, 300)]
-    code, out = run("query", str(tmp_path), "SELECT 1", "--format", "parquet")
-    assert code == 2 and "--output" in out
+    result = CliRunner().invoke(cli, ["query", str(tmp_path), "SELECT seq FROM raw WHERE seq < 4",
+                                      "--format", "parquet"])  # to stdout, not a terminal
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(io.BytesIO(result.stdout_bytes)).to_pydict() == {"seq": [1, 2, 3]}
     code, out = run("query", str(tmp_path), "SELECT nope FROM raw")
     assert code == 1 and "nope" in out and "Traceback" not in out
 
@@ -182,3 +189,20 @@ def test_lists_and_maps_come_out_as_json_in_csv_and_as_objects_in_json(tmp_path:
     assert code == 0 and json.loads(out) == [
         {"extra": {"6508": "x", "7": 'a"b'}, "cleared": ["84", "86"], "s": {"v": 1.5},
          "none": None}]
+
+
+def test_parquet_to_a_terminal_is_refused(tmp_path: Path) -> None:
+    """Parquet bytes would garble a terminal: say how to get a file instead."""
+    recording(tmp_path)
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run([sys.executable, "-m", "recorder", "query", str(tmp_path),
+                               "SELECT 1", "--format", "parquet"], stdout=follower,
+                              stderr=subprocess.PIPE, timeout=60)
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert done.returncode == 2
+    assert done.stderr.decode().strip().splitlines()[-1] == (
+        "Error: --format parquet is binary: give --output FILE, or redirect standard output "
+        "to a file")

@@ -51,13 +51,27 @@ def _csv_cell(value: Any) -> Any:
     return _text(value)
 
 
+def _parquet_to_stdout(rel: Any) -> None:
+    """DuckDB writes Parquet only to a path: a temporary file, then its bytes to stdout."""
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="recorder-query-") as tmp:
+        path = Path(tmp) / "out.parquet"
+        rel.write_parquet(str(path), compression="zstd")
+        with open(path, "rb") as source:
+            sys.stdout.flush()
+            shutil.copyfileobj(source, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+
+
 @click.command()
 @click.argument("folder", type=_DIR)
 @click.argument("sql")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]),
               default="table", show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="File to write (required for --format parquet).")
+              help="File to write instead of standard output.")
 def query(folder: Path, sql: str, fmt: str, output: Path | None) -> None:
     """Run DuckDB SQL over the views of a recording folder (one per table, plus quotes,
     trades_dedup and bars_dedup)."""
@@ -66,8 +80,9 @@ def query(folder: Path, sql: str, fmt: str, output: Path | None) -> None:
 
     from recorder.views import open_views
 
-    if fmt == "parquet" and output is None:
-        raise click.UsageError("--format parquet needs --output FILE")
+    if fmt == "parquet" and output is None and sys.stdout.isatty():
+        raise click.UsageError("--format parquet is binary: give --output FILE, or redirect "
+                               "standard output to a file")
     if output is not None and not output.parent.is_dir():
         raise click.ClickException(f"cannot write {output}: no folder {output.parent}")
     try:
@@ -76,7 +91,10 @@ def query(folder: Path, sql: str, fmt: str, output: Path | None) -> None:
         if rel is None:
             return
         if fmt == "parquet":
-            rel.write_parquet(str(output), compression="zstd")
+            if output is not None:
+                rel.write_parquet(str(output), compression="zstd")
+            else:
+                _parquet_to_stdout(rel)
             return
         if fmt == "table":
             text = str(rel)
