@@ -114,20 +114,27 @@ class StatusReporter:
     def clear(self) -> None:
         """Take the line off the terminal (a log record is about to be written)."""
         if self._tty and self._line:
-            self._out.write("\r" + " " * len(self._line) + "\r")
-            self._out.flush()
+            self._write("\r" + " " * len(self._line) + "\r")
             self._line = ""
 
     def redraw(self) -> None:
         """Show the latest line again, in place of what the terminal shows now."""
         if self._tty and self._last:
             pad = max(0, len(self._line) - len(self._last))
-            self._out.write("\r" + self._last + " " * pad)
-            self._out.flush()
+            self._write("\r" + self._last + " " * pad)
             self._line = self._last
 
     def finish(self) -> None:
         if self._tty and self._line:
-            self._out.write("\n")
-            self._out.flush()
+            self._write("\n")
         self._line = self._last = ""
+
+    def _write(self, text: str) -> None:
+        """Write to the terminal; one that is gone (closed, ssh dropped: EIO) ends the line
+        for good rather than the recording."""
+        try:
+            self._out.write(text)
+            self._out.flush()
+        except OSError:
+            self._tty = False
+            self._line = self._last = ""

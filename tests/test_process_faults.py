@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import os
+import pty
 import random
 import signal
 import time
@@ -21,6 +23,7 @@ import pytest
 from recorder.faultmatrix import compare, read_tables
 from recorder.sim import SimGateway, SimOptions
 from tests.faults_support import (
+    RECORDER,
     Child,
     MountRefused,
     RawRow,
@@ -179,7 +182,7 @@ async def _term(child: Child, within: float = 5.0) -> float:
     return elapsed
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_a_second_signal_while_stopping_exits_at_once_and_recovery_loses_nothing_journaled(
         tmp_path: Path, sig: signal.Signals) -> None:
     """The gateway never answers the recorder's close, so a clean stop would wait seconds for
@@ -207,6 +210,47 @@ def test_a_second_signal_while_stopping_exits_at_once_and_recovery_loses_nothing
             result = await asyncio.to_thread(run_cli, "recover", str(out))
             assert result.returncode == 0, result.stderr
             assert _check_run(gw, raw_rows(out), Run(started, second)) >= 100
+
+    asyncio.run(main())
+
+
+def test_sighup_from_a_terminal_that_is_gone_stops_cleanly(tmp_path: Path) -> None:
+    """A recording started over ssh: the link drops, the terminal goes (writes to it fail
+    with EIO) and SIGHUP comes. The recorder stops as for SIGTERM and publishes everything;
+    it used to die at once, leaving the day to ``recorder recover``."""
+    out = tmp_path / "data"
+
+    async def main() -> None:
+        async with SimGateway(SimOptions(seed=5, hb_interval=0.5, update_interval=0.05)) as gw:
+            config = tmp_path / "day.toml"
+            config.write_text(config_text(gw, flush_seconds=5.0))  # only a clean stop saves it
+            leader, follower = pty.openpty()
+            proc = await asyncio.create_subprocess_exec(
+                *RECORDER, "record", str(config), "--out", str(out), stdin=follower,
+                stdout=follower, stderr=follower, start_new_session=True)
+            os.close(follower)
+            try:
+                await _streaming(gw)
+                sent = len(gw.sent)
+                await gw.wait_for(lambda: len(gw.sent) >= sent + 100, timeout(10))
+                os.close(leader)  # the terminal is gone: the status line's writes now fail
+                leader = -1
+                proc.send_signal(signal.SIGHUP)
+                code = await asyncio.wait_for(proc.wait(), timeout(15))
+            finally:
+                if leader >= 0:
+                    os.close(leader)
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+            assert code == 0
+            stop_ns = min(r.ts_ns for r in gw.received if r.payload.startswith(b"umd+"))
+            sent_frames, peers, sid = list(gw.sent), dict(gw.peers), gw.session_id
+        row = compare("sighup", sent_frames, peers, sid, read_tables(out))
+        assert row.unexpected == 0 and not row.problems, row
+        assert row.missing <= sum(1 for f in sent_frames if f.ts_ns >= stop_ns)
+        assert row.recorded > 100
+        assert not list(out.rglob("*.partial")) and not list(out.rglob("*.jnl"))
 
     asyncio.run(main())
 

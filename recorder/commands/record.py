@@ -2,8 +2,8 @@
 
 The config is loaded, merged with the options and validated before anything connects; a bad
 one exits 2 with one line naming the key. After that the command never exits because of the
-gateway: it waits and retries until stopped by ``--duration``, ``--until``, SIGINT or SIGTERM,
-and then exits 0 once everything is published. A second SIGINT or SIGTERM while it stops ends
+gateway: it waits and retries until stopped by ``--duration``, ``--until``, SIGINT, SIGTERM or
+SIGHUP, and then exits 0 once everything is published. A second such signal while it stops ends
 it at once (exit 128 + the signal's number), as a kill -9 would: the journal keeps what was
 received, and ``recorder recover`` (or the next ``record``) publishes it.
 """
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from recorder.config import Config
     from recorder.runner import RunSummary
     from recorder.status import StatusReporter
+
+#: Signals that stop a recording cleanly (and, sent again while it stops, at once).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class _BesideStatusLine(logging.StreamHandler):
@@ -141,7 +144,10 @@ def record(
     except (FolderBusy, OutputUnusable) as exc:
         click.echo(f"recorder: {exc}", err=True)
         sys.exit(1)
-    click.echo(_summary_text(summary, config.output.dir), err=True)
+    try:
+        click.echo(_summary_text(summary, config.output.dir), err=True)
+    except OSError:  # the terminal is gone (SIGHUP); everything is published
+        pass
 
 
 def _check_out_dir(path: Path, key: str) -> None:
@@ -174,15 +180,18 @@ async def _record(config: Config, redactor: Redactor,
         # close, a hung disk); what was journaled stays for recovery, as after a kill -9
         if status is not None:
             status.clear()
-        sys.stderr.write(
-            f"recorder: second {sig.name} while stopping: exiting now, without publishing; "
-            f"`recorder recover {config.output.dir}` (or the next record) publishes what the "
-            "journal holds\n")
-        sys.stderr.flush()
-        os._exit(128 + sig.value)
+        try:
+            sys.stderr.write(
+                f"recorder: second {sig.name} while stopping: exiting now, without publishing; "
+                f"`recorder recover {config.output.dir}` (or the next record) publishes what "
+                "the journal holds\n")
+            sys.stderr.flush()
+        finally:  # a terminal that is gone must not keep the process alive
+            os._exit(128 + sig.value)
 
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # SIGHUP too: a recording started over ssh must stop cleanly when the link drops
+    for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, on_signal, sig)
     recorder = Recorder(config, redactor=redactor, status=status)
     try:

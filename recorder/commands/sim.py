@@ -197,7 +197,7 @@ async def _serve(options: Any, kw: dict[str, Any]) -> None:
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # HUP: its terminal closed
         loop.add_signal_handler(sig, stop.set)
     async with SimGateway(options) as gw:
         click.echo(f"simulated gateway: {gw.url}  (websocket {gw.ws_url})")
