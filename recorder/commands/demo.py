@@ -29,13 +29,26 @@ GROUP BY conid ORDER BY conid"""
 
 
 def _prepare(out: Path) -> None:
-    if out.exists() and any(out.iterdir()):
-        if not (out / DEMO_MARK).exists():
-            raise click.ClickException(
-                f"{out} already holds files that are not a demo recording; choose --out DIR")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / DEMO_MARK).write_text("made by recorder demo; safe to delete\n")
+    """Make ``out`` an empty demo folder. An earlier demo's folder is replaced; anything else
+    is refused: a folder without the mark (``recorder record`` removes it when it records
+    into a demo folder), or one a recorder is using now."""
+    from recorder.recover import FolderLock
+
+    if out.exists() and not out.is_dir():
+        raise click.ClickException(f"{out} is a file, not a folder; choose --out DIR")
+    try:
+        if out.exists() and any(out.iterdir()):
+            if not (out / DEMO_MARK).exists():
+                raise click.ClickException(
+                    f"{out} already holds files that are not a demo recording; choose --out DIR")
+            if FolderLock(out).held_elsewhere():
+                raise click.ClickException(f"{out} is in use by a recorder process; choose "
+                                           "--out DIR")
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / DEMO_MARK).write_text("made by recorder demo; safe to delete\n")
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {out}: {exc.strerror or exc}") from None
 
 
 @click.command()
@@ -55,7 +68,7 @@ def demo(seconds: float, out: Path) -> None:
 async def _run(seconds: float, out: Path) -> str:
     import logging
 
-    from recorder.commands.record import _summary_text, setup_logging
+    from recorder.commands.record import _record, _summary_text, setup_logging
     from recorder.config import (
         Config,
         GatewayConfig,
@@ -69,7 +82,6 @@ async def _run(seconds: float, out: Path) -> str:
         TradesConfig,
     )
     from recorder.redact import Redactor
-    from recorder.runner import Recorder
     from recorder.sim import SimGateway, SimOptions
     from recorder.status import StatusReporter
 
@@ -93,11 +105,8 @@ async def _run(seconds: float, out: Path) -> str:
             pnl=PnlConfig(enabled=True),
             duration_seconds=seconds,
         )
-        status = StatusReporter()
-        try:
-            summary = await Recorder(config, redactor=redactor, status=status).run()
-        finally:
-            status.finish()
+        # as `recorder record` runs: Ctrl-C (or SIGTERM, SIGHUP) stops and publishes
+        summary = await _record(config, redactor, StatusReporter())
     return _summary_text(summary, out)
 
 

@@ -126,6 +126,7 @@ def record(
     except ConfigError as exc:
         click.echo(f"recorder: bad config: {exc}", err=True)
         sys.exit(2)
+    _claim_demo_folder(config.output.dir)
     if not _subscribes(config):
         click.echo("recorder: warning: nothing to subscribe to (no smd, smh, sbd, orders, "
                    "trades or pnl in the config or the options); recording only what the "
@@ -148,6 +149,17 @@ def record(
         click.echo(_summary_text(summary, config.output.dir), err=True)
     except OSError:  # the terminal is gone (SIGHUP); everything is published
         pass
+
+
+def _claim_demo_folder(out: Path) -> None:
+    """A real recording into a folder ``recorder demo`` made: its mark goes, so that the next
+    demo refuses the folder instead of deleting the recording with it."""
+    from recorder.commands.demo import DEMO_MARK
+
+    try:
+        (out / DEMO_MARK).unlink(missing_ok=True)
+    except OSError:
+        pass  # not a folder we can write: recording says so, with the path
 
 
 def _check_out_dir(path: Path, key: str) -> None:
