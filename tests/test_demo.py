@@ -90,6 +90,7 @@ def test_ctrl_c_stops_the_demo_cleanly_with_its_summary(tmp_path: Path) -> None:
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
+        assert proc.returncode is not None
         return proc.returncode, stdout.decode(), stderr.decode()
 
     code, stdout, stderr = asyncio.run(main())
