@@ -12,9 +12,12 @@ Record layout (little-endian)::
            | u32 payload_len[count] | payloads
 
 Rules and invariants:
-- A record is whole or it is not there: :func:`read_segment` stops at the first record whose
-  header or body is short or whose CRC does not match (the torn tail a kill -9 leaves) and
-  reports it; it never raises for a torn tail.
+- A record is whole or it is not there: :func:`read_segment` takes the records whose CRC
+  matches. Bad bytes with no whole record after them are a torn tail (what a kill -9 or a power
+  cut leaves after the last fsync), reported and dropped. Bad bytes *followed* by whole records
+  are damage (a flipped bit, a bad sector): the reader finds the next whole record and goes on,
+  and reports the bytes it skipped, so one bad record costs that record, not the rest of the
+  segment. It never raises for either.
 - A failed append truncates the segment back to its last whole record, so later records are
   never hidden behind a torn one; if that truncate fails too, no later append writes anything
   until a truncate succeeds (each append tries again first, and raises while it cannot).
@@ -73,7 +76,7 @@ def list_segments(journal_dir: Path) -> list[int]:
         return []
     found = []
     for entry in journal_dir.iterdir():
-        if entry.suffix == SUFFIX and entry.stem.isdigit():
+        if entry.suffix == SUFFIX and entry.stem.isdigit() and entry.is_file():
             found.append(int(entry.stem))
     return sorted(found)
 
@@ -120,14 +123,20 @@ def encode_batch(frames: Sequence[Frame]) -> bytes:
     return head + body
 
 
-def _decode_body(count: int, body: bytes) -> list[Frame]:
+def _decode_body(count: int, body: bytes) -> list[Frame] | None:
+    """The frames of a record's body; None if its parts do not add up (a damaged ``count``,
+    which the CRC does not cover)."""
     n8 = 8 * count
+    pos = 3 * n8 + count
+    if pos + 4 * count > len(body):
+        return None
+    lengths = _unarray("I", body[pos : pos + 4 * count])
+    dirs = body[3 * n8 : 3 * n8 + count]
+    if pos + 4 * count + sum(lengths) != len(body) or max(dirs, default=0) >= len(DIRECTIONS):
+        return None
     ts = _unarray("q", body[0:n8])
     conn = _unarray("q", body[n8 : 2 * n8])
     seq = _unarray("q", body[2 * n8 : 3 * n8])
-    dirs = body[3 * n8 : 3 * n8 + count]
-    pos = 3 * n8 + count
-    lengths = _unarray("I", body[pos : pos + 4 * count])
     pos += 4 * count
     frames = []
     for i in range(count):
@@ -144,29 +153,90 @@ class SegmentContents:
     timezone: str
     frames: list[Frame]
     torn_bytes: int  # bytes after the last whole record (a kill's torn tail), dropped
+    damaged_bytes: int = 0  # bad bytes skipped *before* whole records (a bad header counts)
+
+
+_RECORD_MAGIC_BYTES: Final = struct.pack("<I", RECORD_MAGIC)
+
+
+def _record_at(data: bytes, pos: int) -> tuple[list[Frame], int] | None:
+    """``(frames, end)`` of the whole record at ``pos``, or None if there is none there."""
+    if pos + _RECORD_HEAD.size > len(data):
+        return None
+    magic, count, body_len, crc = _RECORD_HEAD.unpack_from(data, pos)
+    start = pos + _RECORD_HEAD.size
+    end = start + body_len
+    if magic != RECORD_MAGIC or end > len(data) or zlib.crc32(memoryview(data)[start:end]) != crc:
+        return None
+    frames = _decode_body(count, data[start:end])
+    return None if frames is None else (frames, end)
+
+
+def _next_record(data: bytes, pos: int) -> int:
+    """Where the next whole record after ``pos`` starts, or ``len(data)`` if none does."""
+    while (pos := data.find(_RECORD_MAGIC_BYTES, pos + 1)) != -1:
+        if _record_at(data, pos) is not None:
+            return pos
+    return len(data)
+
+
+def _header(data: bytes) -> tuple[int, str, int] | None:
+    """``(created_ns, timezone, first record's offset)`` of a sound header, else None."""
+    if len(data) < _FILE_HEAD.size or not data.startswith(FILE_MAGIC):
+        return None
+    _, _, created_ns, tz_len = _FILE_HEAD.unpack_from(data, 0)
+    pos = _FILE_HEAD.size + tz_len
+    try:
+        timezone = data[_FILE_HEAD.size : pos].decode()
+    except UnicodeDecodeError:
+        return None
+    return (created_ns, timezone, pos) if len(data) >= pos else None
+
+
+def _torn_header(data: bytes) -> bool:
+    """Whether ``data`` is what a kill while the header was written can leave: its start."""
+    if len(data) < _FILE_HEAD.size:
+        return FILE_MAGIC.startswith(data[: len(FILE_MAGIC)])
+    tz_len = _FILE_HEAD.unpack_from(data, 0)[3]
+    return data.startswith(FILE_MAGIC) and len(data) < _FILE_HEAD.size + tz_len
 
 
 def read_segment(path: Path) -> SegmentContents:
-    """Every whole record of a segment; a torn or corrupt tail is measured and dropped."""
+    """Every whole record of a segment: a torn tail is measured and dropped, damage before
+    whole records is measured and skipped (see the module's rules).
+
+    A segment whose header is damaged but which holds whole records has its records read as
+    UTC, its creation time taken from its first frame. One that holds no whole record is all
+    torn tail if it is the start of a header (killed while it was being created), else all
+    damage (not a journal segment at all)."""
     data = path.read_bytes()
     number = int(path.stem)
-    if len(data) < _FILE_HEAD.size or not data.startswith(FILE_MAGIC):
-        return SegmentContents(number, 0, "UTC", [], len(data))  # killed while creating it
-    _, _, created_ns, tz_len = _FILE_HEAD.unpack_from(data, 0)
-    pos = _FILE_HEAD.size + tz_len
-    if len(data) < pos:
-        return SegmentContents(number, created_ns, "UTC", [], len(data))
-    timezone = data[_FILE_HEAD.size : pos].decode()
+    header = _header(data)
+    if header is None:
+        pos = _next_record(data, -1)
+        if pos == len(data):
+            torn = _torn_header(data)
+            return SegmentContents(number, 0, "UTC", [], len(data) if torn else 0,
+                                   0 if torn else len(data))
+        created_ns, timezone, damaged = -1, "UTC", pos
+    else:
+        created_ns, timezone, pos = header
+        damaged = 0
     frames: list[Frame] = []
-    while pos + _RECORD_HEAD.size <= len(data):
-        magic, count, body_len, crc = _RECORD_HEAD.unpack_from(data, pos)
-        start = pos + _RECORD_HEAD.size
-        body = data[start : start + body_len]
-        if magic != RECORD_MAGIC or len(body) != body_len or zlib.crc32(body) != crc:
-            break
-        frames.extend(_decode_body(count, body))
-        pos = start + body_len
-    return SegmentContents(number, created_ns, timezone, frames, len(data) - pos)
+    while pos < len(data):
+        record = _record_at(data, pos)
+        if record is None:
+            after = _next_record(data, pos)
+            if after == len(data):
+                break  # nothing whole after it: a torn tail
+            damaged += after - pos
+            pos = after
+            continue
+        batch, pos = record
+        frames.extend(batch)
+    if created_ns == -1:
+        created_ns = frames[0].recv_ts_ns if frames else 0
+    return SegmentContents(number, created_ns, timezone, frames, len(data) - pos, damaged)
 
 
 class Segment:

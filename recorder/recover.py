@@ -11,6 +11,10 @@ Rules and invariants:
   never reached an fsync) and, for each (table, date), its file is published only if a file of
   that name does not exist yet; only then is the segment deleted. The file name is a function
   of the segment alone (see :mod:`recorder.writer`), so a row is never published twice.
+- A segment with damage inside (bad bytes before whole records, see :mod:`recorder.journal`)
+  is published all the same, from the records around the damage, and then moved to
+  ``_journal/damaged/`` instead of deleted, with a warning: the bad bytes are unreadable, but
+  whoever looks into it has them.
 - Recovery holds the folder's writer lock (:class:`FolderLock`): it never runs beside a live
   recording of the same folder, whose segments and partial files are not leftovers.
 """
@@ -18,6 +22,7 @@ Rules and invariants:
 from __future__ import annotations
 
 import fcntl
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +51,10 @@ from recorder.writer import (
 )
 
 Normalize = Callable[[Sequence[Frame]], dict[str, pa.Table]]
+log = logging.getLogger(__name__)
+
+#: Inside ``_journal/``: segments recovery found damaged, kept after publishing what they held.
+DAMAGED_DIR: Final = "damaged"
 REPLAY_CHUNK: Final = 50_000  # frames normalized at a time: bounds memory on big segments
 
 
@@ -105,6 +114,8 @@ class RecoveryReport:
     torn_bytes: int = 0  # bytes of torn tails dropped
     partials_removed: int = 0
     compactions: int = 0  # interrupted compactions finished or undone
+    damaged_bytes: int = 0  # bad bytes skipped inside segments (not a torn tail)
+    kept: int = 0  # damaged segments moved to _journal/damaged/ instead of deleted
 
     def __add__(self, other: RecoveryReport) -> RecoveryReport:
         return RecoveryReport(*(a + b for a, b in zip(_values(self), _values(other),
@@ -113,7 +124,7 @@ class RecoveryReport:
 
 def _values(report: RecoveryReport) -> tuple[int, ...]:
     return (report.segments, report.frames, report.files, report.torn_bytes,
-            report.partials_removed, report.compactions)
+            report.partials_removed, report.compactions, report.damaged_bytes, report.kept)
 
 
 def publish_segment(root: Path, number: int, normalize: Normalize,
@@ -155,10 +166,23 @@ def publish_segment(root: Path, number: int, normalize: Normalize,
             if part is not None and not part.final_path.exists():
                 part.abort()
         raise
-    path.unlink()
+    kept = 0
+    if contents.damaged_bytes:  # what was skipped may matter to someone: keep it, out of the way
+        damaged_dir = journal_dir / DAMAGED_DIR
+        damaged_dir.mkdir(exist_ok=True)
+        path.replace(damaged_dir / path.name)
+        fsync_dir(damaged_dir)
+        kept = 1
+        log.warning("journal segment %s was damaged: %s bad bytes skipped (the frames in them "
+                    "are lost), %s frames around them published; the segment is kept as %s",
+                    number, f"{contents.damaged_bytes:,}", f"{len(contents.frames):,}",
+                    damaged_dir / path.name)
+    else:
+        path.unlink()
     fsync_dir(journal_dir)
     return RecoveryReport(segments=1, frames=len(contents.frames), files=published,
-                          torn_bytes=contents.torn_bytes)
+                          torn_bytes=contents.torn_bytes, damaged_bytes=contents.damaged_bytes,
+                          kept=kept)
 
 
 def remove_partials(root: Path) -> int:
@@ -219,6 +243,9 @@ def describe(report: RecoveryReport) -> str:
              f"published {report.files} file(s)"]
     if report.torn_bytes:
         parts.append(f"dropped a torn tail of {report.torn_bytes:,} bytes")
+    if report.damaged_bytes:
+        parts.append(f"skipped {report.damaged_bytes:,} damaged bytes and kept "
+                     f"{report.kept} damaged segment(s) in {JOURNAL_DIR}/{DAMAGED_DIR}/")
     if report.partials_removed:
         parts.append(f"removed {report.partials_removed} partial file(s)")
     if report.compactions:

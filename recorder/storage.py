@@ -425,8 +425,10 @@ class Storage:
         """Publish what a killed run left in the folder (journal segments, compactions)."""
         report = await self._in_thread(self._pipeline.recover)
         if report.segments or report.compactions:
-            log.info("recovered %d frames from %d journal segment(s), %d file(s)",
-                     report.frames, report.segments, report.files)
+            log.info("recovered %d frames from %d journal segment(s), %d file(s)%s",
+                     report.frames, report.segments, report.files,
+                     f", dropped a torn tail of {report.torn_bytes:,} bytes"
+                     if report.torn_bytes else "")  # a damaged segment warns for itself
         return report
 
     async def last_ids(self) -> LastIds:

@@ -49,6 +49,7 @@ def test_one_write_per_batch(tmp_path: Path) -> None:
 def test_every_torn_tail_is_dropped_never_raises(tmp_path: Path) -> None:
     frames = real_frames(30)
     seg = Segment.create(tmp_path, 3, 0, "UTC")
+    head = seg.size
     seg.append(frames[:10])
     seg.append(frames[10:20])
     whole = seg.size
@@ -60,12 +61,13 @@ def test_every_torn_tail_is_dropped_never_raises(tmp_path: Path) -> None:
         got = read_segment(seg.path)
         assert got.frames == frames[:20]
         assert got.torn_bytes == cut - whole
-    for cut in range(0, 40):  # a segment killed while its header was written
+    for cut in range(0, head):  # ... and a segment killed while its header was written
         seg.path.write_bytes(data[:cut])
-        assert read_segment(seg.path).frames == []
+        got = read_segment(seg.path)
+        assert (got.frames, got.torn_bytes, got.damaged_bytes) == ([], cut, 0), cut
 
 
-def test_corrupt_record_stops_reading(tmp_path: Path) -> None:
+def test_a_corrupt_last_record_is_a_torn_tail(tmp_path: Path) -> None:
     frames = real_frames(20)
     seg = Segment.create(tmp_path, 1, 0, "UTC")
     seg.append(frames[:10])
@@ -78,6 +80,58 @@ def test_corrupt_record_stops_reading(tmp_path: Path) -> None:
     got = read_segment(seg.path)
     assert got.frames == frames[:10]
     assert got.torn_bytes == len(data) - whole
+
+
+def _three_records(tmp_path: Path) -> tuple[Path, list[Frame], list[int]]:
+    """A segment of three records; the frames, and where each record (and the end) lies."""
+    frames = real_frames(9)
+    seg = Segment.create(tmp_path, 4, 77, "America/New_York")
+    bounds = [seg.size]
+    for i in range(0, 9, 3):
+        seg.append(frames[i : i + 3])
+        bounds.append(seg.size)
+    seg.close()
+    return seg.path, frames, bounds
+
+
+def test_damage_before_whole_records_costs_only_the_bad_record(tmp_path: Path) -> None:
+    """A flipped bit in the middle record (any byte of it: header, CRC or body) loses that
+    record's frames, not the rest of the segment; it used to end reading there and call the
+    rest a torn tail."""
+    path, frames, (head, first, second, end) = _three_records(tmp_path)
+    data = path.read_bytes()
+    for at in range(first, second):
+        bad = bytearray(data)
+        bad[at] ^= 0x01
+        path.write_bytes(bytes(bad))
+        got = read_segment(path)
+        assert got.frames == frames[:3] + frames[6:], at
+        assert (got.damaged_bytes, got.torn_bytes) == (second - first, 0), at
+        assert (got.created_ns, got.timezone) == (77, "America/New_York")
+
+
+def test_a_file_that_is_no_segment_is_all_damage(tmp_path: Path) -> None:
+    path = segment_path(tmp_path, 5)
+    path.write_bytes(b"not a journal segment\n" * 50)
+    got = read_segment(path)
+    assert (got.frames, got.torn_bytes, got.damaged_bytes) == ([], 0, 1100)
+    segment_path(tmp_path, 6).mkdir()  # a folder of a segment's name is none
+    assert list_segments(tmp_path) == [5]
+
+
+def test_a_damaged_header_still_gives_the_records(tmp_path: Path) -> None:
+    """The records are read as UTC, the segment's time taken from its first frame."""
+    path, frames, (head, *_ , end) = _three_records(tmp_path)
+    data = path.read_bytes()
+    for bad in (b"X" + data[1:],  # the magic
+                data[:16] + b"\xff" * 8 + data[24:],  # the creation time is not checked...
+                data[:26] + b"\xff" + data[27:]):  # ...the zone's text is
+        path.write_bytes(bad)
+        got = read_segment(path)
+        assert got.frames == frames and got.torn_bytes == 0
+        if got.damaged_bytes:
+            assert (got.damaged_bytes, got.created_ns, got.timezone) == (
+                head, frames[0].recv_ts_ns, "UTC")
 
 
 def test_failed_append_cuts_back_and_later_records_survive(tmp_path: Path) -> None:

@@ -120,6 +120,39 @@ def test_torn_tail_is_dropped(tmp_path: Path) -> None:
     assert raw_seqs(tmp_path / "killed") == [f.seq for f in frames[:60]]
 
 
+def test_a_damaged_segment_publishes_what_is_whole_and_is_kept(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """One flipped byte in the first of three records: the other two are published, and the
+    segment is moved to ``_journal/damaged/`` with a warning. It used to be read as a torn tail
+    from there on: nothing published, and the segment deleted."""
+    frames = real_frames(90)
+    pipe = Pipeline(tmp_path / "live", timezone=TZ)
+    for i in range(0, 90, 30):
+        pipe.write(frames[i : i + 30])
+    pipe.flush()
+    shutil.copytree(tmp_path / "live", tmp_path / "killed")
+    pipe.close()
+    killed = tmp_path / "killed"
+    seg = segment_path(killed / "_journal", 1)
+    data = bytearray(seg.read_bytes())
+    data[len(data) // 6] ^= 0x01  # inside the first record's body
+    seg.write_bytes(bytes(data))
+    report = recover_dir(killed)
+    assert (report.segments, report.frames, report.torn_bytes, report.kept) == (1, 60, 0, 1)
+    assert report.damaged_bytes > 0
+    assert raw_seqs(killed) == [f.seq for f in frames[30:]]
+    kept = killed / "_journal" / "damaged" / seg.name
+    assert kept.read_bytes() == bytes(data) and not seg.exists()
+    assert recover.describe(report) == (
+        f"recovered 60 frames from 1 journal segment(s), published {report.files} file(s), "
+        f"skipped {report.damaged_bytes:,} damaged bytes and kept 1 damaged segment(s) in "
+        "_journal/damaged/")
+    assert f"journal segment 1 was damaged: {report.damaged_bytes:,} bad bytes skipped" in (
+        caplog.text)
+    assert recover_dir(killed).segments == 0  # kept aside, not recovered again
+    assert raw_seqs(killed) == [f.seq for f in frames[30:]]
+
+
 def test_recover_refuses_a_folder_being_recorded(tmp_path: Path) -> None:
     pipe = Pipeline(tmp_path, timezone=TZ)
     pipe.write(real_frames(5))
