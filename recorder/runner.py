@@ -58,6 +58,7 @@ class RunSummary:
     stopped_by: str = ""
     recovered_frames: int = 0
     storage: StorageStats = field(default_factory=StorageStats)
+    abandoned: bool = False  # storage kept failing at the stop: the journal holds the rest
 
 
 def seconds_until(until: dt.time, timezone: str, now_wall: float) -> float:
@@ -268,7 +269,7 @@ class Recorder:
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pump
-            await self._finish_storage(storage, writer)
+            summary.abandoned = await self._finish_storage(storage, writer)
         summary.seconds = self._clock() - started
         summary.frames_in = mux.frames_in
         summary.frames_by_topic = _topic_counts(mux)
@@ -277,10 +278,10 @@ class Recorder:
         summary.storage = storage.stats
         return summary
 
-    async def _finish_storage(self, storage: Storage, writer: asyncio.Task[None]) -> None:
+    async def _finish_storage(self, storage: Storage, writer: asyncio.Task[None]) -> bool:
         """Drain, flush and publish; but if storage keeps failing (a full disk) without
         progress (see :class:`StopWatch`), stop without it instead of hanging: the journal
-        keeps what it has for ``recorder recover``."""
+        keeps what it has for ``recorder recover``. True if it stopped without it."""
 
         async def finish() -> None:
             await self._put_pending(storage)
@@ -293,7 +294,7 @@ class Recorder:
             done, _ = await asyncio.wait({task}, timeout=0.5)
             if done:
                 task.result()
-                return
+                return False
             stats = storage.stats
             if watch.stuck(stats, self._clock()):
                 log.error(
@@ -306,7 +307,7 @@ class Recorder:
                 writer.cancel()
                 await asyncio.gather(task, writer, return_exceptions=True)
                 await storage.abandon()
-                return
+                return True
 
     async def _wait_for_stop(self, stop: asyncio.Event, started: float) -> str:
         """Wait for a signal, ``--duration`` (counted from ``started``, the command's start)

@@ -482,6 +482,7 @@ def test_a_stop_on_a_full_disk_with_a_full_queue_ends_and_loses_nothing_journale
                 await gw.wait_for(stuck, timeout(10))  # the reader waits for room: queue full
 
             summary = await record_while(config, scenario, queue_max=50, storage=storage)
+        assert summary.abandoned
         return summary.storage.frames
 
     journaled = asyncio.run(main())

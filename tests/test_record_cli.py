@@ -266,3 +266,19 @@ def test_stop_time_reads_as_a_clock_time_and_a_span() -> None:
     assert stop_time(45 * 60, "America/New_York", noon) == "2026-11-21 12:45 EST (in 45 min)"
     assert stop_time(23.5 * 3600, "America/New_York", noon) == (
         "2026-11-22 11:30 EST (in 23 h 30 min)")
+
+
+def test_a_stop_that_leaves_frames_to_recover_exits_1_and_says_so(tmp_path: Path) -> None:
+    """Storage that cannot publish (``events`` is a file where its folder must go) makes the
+    stop give up after ``STORAGE_STUCK_SECONDS``: the run used to exit 0 with "rows written"
+    for rows only the journal holds."""
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / "events").write_text("")
+    code, err = _record("--out", str(out), "--duration", "1s", "--quiet")
+    assert code == 1, err
+    assert "  rows normalized, not all published: events " in err
+    assert "rows written" not in err
+    assert err.strip().splitlines()[-1] == (
+        "recorder: storage failed: what was received is in the journal, not the tables; once "
+        f"the disk is fixed, run `recorder recover {out}`")

@@ -108,7 +108,8 @@ def record(
 
     CONFIG_FILE is a TOML file (the README shows every key); the options override it.
     Without one, the defaults and the options are used. Exit 0 when stopped by time or
-    signal; 1 when the output folder cannot be used; 2 for a bad config. A second Ctrl-C
+    signal; 1 when the output folder cannot be used (or storage failed and the stop left
+    frames to `recorder recover`); 2 for a bad config. A second Ctrl-C
     while stopping exits at once; `recorder recover` then publishes what was journaled.
     """
     from recorder.config import CliOverrides, ConfigError, load_config
@@ -149,6 +150,11 @@ def record(
         click.echo(_summary_text(summary, config.output.dir), err=True)
     except OSError:  # the terminal is gone (SIGHUP); everything is published
         pass
+    if summary.abandoned:
+        click.echo(f"recorder: storage failed: what was received is in the journal, not the "
+                   f"tables; once the disk is fixed, run `recorder recover "
+                   f"{config.output.dir}`", err=True)
+        sys.exit(1)
 
 
 def _claim_demo_folder(out: Path) -> None:
@@ -220,7 +226,8 @@ def _summary_text(s: RunSummary, out: Path) -> str:
     lines = [
         f"recorded {s.seconds:.1f} s, stopped by {s.stopped_by or '?'}",
         f"  frames received: {s.frames_in:,}" + (f" ({topics})" if topics else ""),
-        f"  rows written: {tables or 'none'}",
+        f"  rows {'normalized, not all published' if s.abandoned else 'written'}: "
+        f"{tables or 'none'}",
         f"  files published: {stats.files_published} in {out}",
         f"  connections: {s.connects}, reconnects: {s.reconnects}",
     ]
