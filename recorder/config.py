@@ -26,7 +26,7 @@ import re
 import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from recorder.config_values import (
     ConfigError,
@@ -163,7 +163,7 @@ class CliOverrides:
     """``record``'s options, as click gives them (None/empty/False: not given)."""
 
     gateway: str | None = None
-    out: Path | None = None
+    out: str | None = None
     smd: tuple[str, ...] = ()
     fields: tuple[str, ...] = ()
     smh: tuple[str, ...] = ()
@@ -226,7 +226,7 @@ def _from_document(raw: dict[str, Any]) -> Config:
 
 def _gateway(t: Table) -> GatewayConfig:
     url = check_url(t.string("url", GatewayConfig.url), t.key("url"))
-    cafile = t.string("cafile", "")
+    cafile = _path(t.string("cafile", ""), t.key("cafile"))
     return GatewayConfig(url, _home(cafile) if cafile else "", t.boolean("insecure", False))
 
 
@@ -235,10 +235,23 @@ def _home(path: str) -> str:
     return os.path.expanduser(path)
 
 
+def _path(text: str, key: str) -> str:
+    """A path as given: no file name holds a NUL (the system would refuse it later, as a
+    traceback)."""
+    if "\0" in text:
+        raise ConfigError(key, f"must not contain a NUL character, got {text!r}")
+    return text
+
+
+def _folder(text: str, key: str) -> Path:
+    """The output folder: not empty (which would mean the current folder), ``~`` expanded."""
+    if not _path(text, key).strip():
+        raise ConfigError(key, "must not be empty")
+    return Path(_home(text))
+
+
 def _output(t: Table) -> OutputConfig:
-    out_dir = t.string("dir", "data")
-    if not out_dir.strip():
-        raise ConfigError(t.key("dir"), "must not be empty")
+    out_dir = _folder(t.string("dir", "data"), t.key("dir"))
     timezone = t.timezone("timezone", OutputConfig.timezone)
     rotate = t.positive("rotate_seconds", OutputConfig.rotate_seconds)
     flush = t.positive("flush_seconds", OutputConfig.flush_seconds)
@@ -247,7 +260,7 @@ def _output(t: Table) -> OutputConfig:
             t.key("flush_seconds"),
             f"must not exceed output.rotate_seconds ({rotate:g}), got {flush:g}",
         )
-    return OutputConfig(Path(_home(out_dir)), timezone, rotate, flush)
+    return OutputConfig(out_dir, timezone, rotate, flush)
 
 
 def _session(t: Table) -> SessionConfig:
@@ -257,7 +270,9 @@ def _session(t: Table) -> SessionConfig:
         raise ConfigError(
             t.key("tic_seconds"), f"must be below 60 (IBKR needs a tic every minute), got {tic:g}"
         )
+    _at_least(t, "tic_seconds", tic, 1, "a tic a second is already 60 times what IBKR needs")
     tickle = t.positive("tickle_seconds", d.tickle_seconds)
+    _at_least(t, "tickle_seconds", tickle, 1, "IBKR needs a /tickle once a minute")
     if tickle > 60:
         raise ConfigError(
             t.key("tickle_seconds"),
@@ -276,13 +291,17 @@ def _session(t: Table) -> SessionConfig:
             t.key("smd_refresh_seconds"),
             f"must be below 900 (IBKR ends smd streams after 15 minutes), got {refresh:g}",
         )
+    _at_least(t, "smd_refresh_seconds", refresh, 60,
+              "each refresh re-sends every smd subscription to the gateway")
     slots = t.integer("smh_max_concurrent", d.smh_max_concurrent)
     if not 1 <= slots <= 5:
         raise ConfigError(
             t.key("smh_max_concurrent"), f"must be 1..5 (IBKR allows at most 5), got {slots}"
         )
     smh_timeout = t.positive("smh_timeout_seconds", d.smh_timeout_seconds)
+    _at_least(t, "smh_timeout_seconds", smh_timeout, 1, "a historical answer takes a while")
     rmin = t.positive("reconnect_min_seconds", d.reconnect_min_seconds)
+    _at_least(t, "reconnect_min_seconds", rmin, 0.1, "each attempt is a request to the gateway")
     rmax = t.positive("reconnect_max_seconds", d.reconnect_max_seconds)
     if rmin > rmax:
         raise ConfigError(
@@ -291,6 +310,12 @@ def _session(t: Table) -> SessionConfig:
         )
     compete = t.boolean("compete", False)
     return SessionConfig(tic, tickle, heartbeat, refresh, slots, smh_timeout, rmin, rmax, compete)
+
+
+def _at_least(t: Table, name: str, value: float, least: float, why: str) -> None:
+    """Refuse a timer so short it would flood the gateway."""
+    if value < least:
+        raise ConfigError(t.key(name), f"must be at least {least:g} ({why}), got {value:g}")
 
 
 def _smd(t: Table) -> SmdGroup:
@@ -311,6 +336,9 @@ def _smh(t: Table) -> SmhRequest:
     every = t.number("every_seconds", 0.0)
     if every < 0:
         raise ConfigError(t.key("every_seconds"), f"must be 0 (once) or positive, got {every:g}")
+    if 0 < every < 1:
+        raise ConfigError(t.key("every_seconds"), f"must be 0 (once) or at least 1 (each is a "
+                          f"historical request to IBKR), got {every:g}")
     return SmhRequest(conid, period, bar, source, t.boolean("outside_rth", False), every)
 
 
@@ -338,7 +366,12 @@ def parse_duration(text: str) -> float:
     value = float(match[1]) * _DURATION_UNITS[match[2]] if match else 0.0
     if not (0 < value < math.inf):
         raise ConfigError("--duration", f"must look like 6.5h, 90m, 30s or 45, got {text!r}")
+    if value > MAX_DURATION_SECONDS:
+        raise ConfigError("--duration", f"must be at most 8784h (a year), got {text!r}")
     return value
+
+
+MAX_DURATION_SECONDS: Final = 366 * 24 * 3600.0
 
 
 _DURATION = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)([hms]?)")
@@ -385,12 +418,12 @@ def _apply_overrides(config: Config, o: CliOverrides) -> Config:
     if o.gateway is not None:
         gateway = replace(gateway, url=check_url(o.gateway, "--gateway"))
     if o.cafile is not None:
-        gateway = replace(gateway, cafile=_home(o.cafile))
+        gateway = replace(gateway, cafile=_home(_path(o.cafile, "--cafile")))
     if o.insecure:
         gateway = replace(gateway, insecure=True)
     output = config.output
     if o.out is not None:
-        output = replace(output, dir=Path(o.out))
+        output = replace(output, dir=_folder(o.out, "--out"))
     smd = config.smd
     conids = [c.strip() for arg in o.smd for c in arg.split(",") if c.strip()]
     if o.fields and not conids:

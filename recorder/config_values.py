@@ -193,6 +193,8 @@ def check_url(url: str, key: str) -> str:
     (where the REST calls live) is accepted and dropped; any other path is refused, since
     every call would miss."""
     try:
+        if any(c.isspace() for c in url):
+            raise ValueError  # urlsplit keeps it, and the host is then misread
         parts = urllib.parse.urlsplit(url)
         ok = parts.scheme in ("http", "https") and bool(parts.hostname)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number

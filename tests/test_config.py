@@ -117,7 +117,7 @@ def test_full_file(tmp_path: Path) -> None:
 
 def test_options_win_and_append(tmp_path: Path) -> None:
     overrides = CliOverrides(
-        gateway="http://127.0.0.1:5001", out=Path("elsewhere"), smd=("1,2", "3@ARCA"),
+        gateway="http://127.0.0.1:5001", out="elsewhere", smd=("1,2", "3@ARCA"),
         fields=("31,84", "86"), smh=("4:1w:1d:bid",), sbd=("U7:5:ISLAND",), orders=True,
         pnl=True, duration="90m", until="15:59", cafile="x.pem", insecure=True, quiet=True,
     )
@@ -148,10 +148,16 @@ def test_parse_duration(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "h", "0", "-5m", "1d", "nan", "infs", "5 m", "1e400"])
+@pytest.mark.parametrize("text", ["", "h", "0", "-5m", "1d", "nan", "infs", "5 m", "1e400",
+                                  "8785h", "999999999999h"])
 def test_parse_duration_refuses(text: str) -> None:
     with pytest.raises(ConfigError, match="^--duration: "):
         parse_duration(text)
+
+
+def test_a_year_is_the_longest_duration() -> None:
+    """Longer used to pass, then fail as a traceback when the stop time was shown."""
+    assert parse_duration("8784h") == 366 * 24 * 3600
 
 
 def test_parse_until() -> None:
@@ -285,6 +291,19 @@ def test_every_bar_size_and_period_ibkr_offers_is_accepted_and_nothing_beyond(
         ("[[smd]]\nconids = [\"２６５５９８\"]\n", "smd[0].conids[0]", "numeric conid"),
         ("[[sbd]]\naccount = \"DU1\"\n", "sbd[0].conid", "required"),
         ("[gateway]\nurl = \"https://h:5000/#x\"\n", "gateway.url", "without a path"),
+        ("[gateway]\nurl = \"https:// localhost:5000\"\n", "gateway.url", "http(s) URL"),
+        ("[gateway]\nurl = \"https://local host:5000\"\n", "gateway.url", "http(s) URL"),
+        ("[output]\ndir = \"a\\u0000b\"\n", "output.dir", "NUL character"),
+        ("[gateway]\ncafile = \"a\\u0000b\"\n", "gateway.cafile", "NUL character"),
+        # timers so short they would flood the gateway
+        ("[session]\ntic_seconds = 0.0001\n", "session.tic_seconds", "at least 1"),
+        ("[session]\ntickle_seconds = 0.5\n", "session.tickle_seconds", "at least 1"),
+        ("[session]\nsmd_refresh_seconds = 0.0001\n", "session.smd_refresh_seconds",
+         "at least 60"),
+        ("[session]\nsmh_timeout_seconds = 0.01\n", "session.smh_timeout_seconds", "at least 1"),
+        ("[session]\nreconnect_min_seconds = 0.001\n", "session.reconnect_min_seconds",
+         "at least 0.1"),
+        ("[[smh]]\nconid = 1\nevery_seconds = 0.001\n", "smh[0].every_seconds", "at least 1"),
     ],
 )
 def test_values_of_the_wrong_kind_are_refused_by_key(
@@ -336,6 +355,16 @@ def test_a_directory_or_binary_is_refused(tmp_path: Path) -> None:
         load_config(path)
 
 
+def test_the_lowest_timers_allowed_are_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "day.toml"
+    path.write_text("[session]\ntic_seconds = 1\ntickle_seconds = 1\nsmd_refresh_seconds = 60\n"
+                    "smh_timeout_seconds = 1\nreconnect_min_seconds = 0.1\n"
+                    "[[smh]]\nconid = 1\nevery_seconds = 1\n")
+    config = load_config(path)
+    assert (config.session.tic_seconds, config.session.smd_refresh_seconds,
+            config.smh[0].every_seconds) == (1, 60, 1)
+
+
 def test_option_errors_name_the_option(tmp_path: Path) -> None:
     cases = {
         "--gateway": CliOverrides(gateway="localhost:5000"),
@@ -344,6 +373,8 @@ def test_option_errors_name_the_option(tmp_path: Path) -> None:
         "--smh": CliOverrides(smh=("1:1d:1sec",)),
         "--sbd": CliOverrides(sbd=("DU1",)),
         "--duration": CliOverrides(duration="soon"),
+        "--out": CliOverrides(out=""),
+        "--cafile": CliOverrides(cafile="a\0b"),
         "--until": CliOverrides(until="4pm"),
     }
     for option, overrides in cases.items():

@@ -99,3 +99,10 @@ def test_ctrl_c_stops_the_demo_cleanly_with_its_summary(tmp_path: Path) -> None:
     assert "Spread per conid" in stdout
     assert not list(out.rglob("*.jnl")) and not list(out.rglob("*.partial"))
     assert rows(f"SELECT count(*) > 0 FROM '{out}/raw/*/*.parquet'") == [(True,)]
+
+
+def test_seconds_that_are_not_a_number_of_seconds_are_refused(tmp_path: Path) -> None:
+    for bad in ("nan", "inf", "0.5", "3601"):
+        code, text = demo("--out", str(tmp_path / "demo"), "--seconds", bad)
+        assert code == 2 and "Invalid value for '--seconds'" in text, (bad, text)
+    assert not (tmp_path / "demo").exists()

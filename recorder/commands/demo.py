@@ -51,9 +51,16 @@ def _prepare(out: Path) -> None:
         raise click.ClickException(f"cannot write {out}: {exc.strerror or exc}") from None
 
 
+def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    if value != value:  # NaN passes FloatRange's comparisons
+        raise click.BadParameter(f"must be a number of seconds, got {value}")
+    return value
+
+
 @click.command()
-@click.option("--seconds", default=20.0, show_default=True, type=click.FloatRange(min=1),
-              help="How long to record.")
+@click.option("--seconds", default=20.0, show_default=True,
+              type=click.FloatRange(min=1, max=3600), callback=_finite,
+              help="How long to record (1 to 3600).")
 @click.option("--out", default=Path("demo-data"), show_default=True,
               type=click.Path(path_type=Path), help="Where to write the recording (replaced if it "
               "holds an earlier demo).")

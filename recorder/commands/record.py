@@ -68,7 +68,7 @@ def setup_logging(redactor: Redactor, quiet: bool, status: StatusReporter | None
 @click.argument("config_file", required=False, type=click.Path(path_type=Path))
 @click.option("--gateway", metavar="URL",
               help="Gateway base URL [default: https://localhost:5000].")
-@click.option("--out", type=click.Path(path_type=Path), help="Output folder [default: data].")
+@click.option("--out", type=click.Path(), help="Output folder [default: data].")
 @click.option("--smd", multiple=True, metavar="CONID[,CONID…]",
               help="Quotes for these conids (CONID or CONID@EXCH); repeatable.")
 @click.option("--fields", multiple=True, metavar="ID[,ID…]",
@@ -90,7 +90,7 @@ def setup_logging(redactor: Redactor, quiet: bool, status: StatusReporter | None
 def record(
     config_file: Path | None,
     gateway: str | None,
-    out: Path | None,
+    out: str | None,
     smd: tuple[str, ...],
     fields: tuple[str, ...],
     smh: tuple[str, ...],
