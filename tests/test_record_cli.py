@@ -284,11 +284,14 @@ def test_a_stop_that_leaves_frames_to_recover_exits_1_and_says_so(tmp_path: Path
         f"the disk is fixed, run `recorder recover {out}`")
 
 
-def test_an_empty_out_or_a_duration_past_a_year_is_a_bad_config(tmp_path: Path) -> None:
+def test_an_empty_out_or_a_duration_past_a_year_is_a_bad_config(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``--out ''`` used to record into the current folder, and ``--duration 999999999999h``
     to pass the check and end in a traceback."""
+    monkeypatch.chdir(tmp_path)  # where a regression would record
     code, err = _record("--out", "", "--duration", "1s")
     assert (code, err.strip()) == (2, "recorder: bad config: --out: must not be empty")
+    assert list(tmp_path.iterdir()) == []
     code, err = _record("--out", str(tmp_path / "data"), "--duration", "999999999999h")
     assert code == 2, err
     assert err.strip() == ("recorder: bad config: --duration: must be at most 8784h (a year), "
