@@ -301,7 +301,6 @@ def _session(t: Table) -> SessionConfig:
     smh_timeout = t.positive("smh_timeout_seconds", d.smh_timeout_seconds)
     _at_least(t, "smh_timeout_seconds", smh_timeout, 1, "a historical answer takes a while")
     rmin = t.positive("reconnect_min_seconds", d.reconnect_min_seconds)
-    _at_least(t, "reconnect_min_seconds", rmin, 0.1, "each attempt is a request to the gateway")
     rmax = t.positive("reconnect_max_seconds", d.reconnect_max_seconds)
     if rmin > rmax:
         raise ConfigError(

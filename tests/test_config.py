@@ -301,8 +301,6 @@ def test_every_bar_size_and_period_ibkr_offers_is_accepted_and_nothing_beyond(
         ("[session]\nsmd_refresh_seconds = 0.0001\n", "session.smd_refresh_seconds",
          "at least 60"),
         ("[session]\nsmh_timeout_seconds = 0.01\n", "session.smh_timeout_seconds", "at least 1"),
-        ("[session]\nreconnect_min_seconds = 0.001\n", "session.reconnect_min_seconds",
-         "at least 0.1"),
         ("[[smh]]\nconid = 1\nevery_seconds = 0.001\n", "smh[0].every_seconds", "at least 1"),
     ],
 )
@@ -358,7 +356,7 @@ def test_a_directory_or_binary_is_refused(tmp_path: Path) -> None:
 def test_the_lowest_timers_allowed_are_accepted(tmp_path: Path) -> None:
     path = tmp_path / "day.toml"
     path.write_text("[session]\ntic_seconds = 1\ntickle_seconds = 1\nsmd_refresh_seconds = 60\n"
-                    "smh_timeout_seconds = 1\nreconnect_min_seconds = 0.1\n"
+                    "smh_timeout_seconds = 1\n"
                     "[[smh]]\nconid = 1\nevery_seconds = 1\n")
     config = load_config(path)
     assert (config.session.tic_seconds, config.session.smd_refresh_seconds,
