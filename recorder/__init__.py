@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 
 
 def open(path: Any) -> duckdb.DuckDBPyConnection:  # noqa: A001 - the documented name
-    """Open a recording folder: a DuckDB connection with one view per table."""
+    """Open a recording folder: a DuckDB connection with one view per table. An empty folder
+    opens (its views fill as a recording publishes); one holding other things but no recording
+    raises ``recorder.views.NoRecording``, a missing one ``FileNotFoundError``."""
     from recorder.views import open_views
 
     return open_views(path)

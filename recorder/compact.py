@@ -23,6 +23,12 @@ Crash safety, whatever moment a kill comes at:
   forward (moments later, or at the next recovery).
 - Without ``renameat2`` the swap is two renames through ``.compact-old-D``; recovery completes
   it too, but a reader may meet the partition missing for an instant.
+
+A file that cannot be merged (not Parquet, cut short, columns that do not fit its table) stops
+the compaction with :class:`UnreadableFile`, naming it. Every table's inputs are checked
+(footer and columns) before the first table is touched, so such a file changes nothing; one
+whose footer reads but whose rows do not is found during its table's merge, and that table's
+staging folder is deleted, its partition untouched.
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ import fcntl
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Final
@@ -51,6 +58,24 @@ INTENT_DIR: Final = "_compact"
 ROW_GROUP_ROWS: Final = 500_000  # the output's row groups; also what one write holds
 _AT_FDCWD: Final = -100
 _RENAME_EXCHANGE: Final = 2
+
+
+class UnreadableFile(RuntimeError):
+    """A file of the day cannot be merged: move it out of the partition (or repair it) and
+    compact again."""
+
+
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Name ``path`` in an error reading it: pyarrow's messages do not."""
+    try:
+        yield
+    except (pa.ArrowException, OSError) as exc:
+        raise UnreadableFile(f"cannot read {path}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 @dataclass(frozen=True)
@@ -236,8 +261,36 @@ def time_span(path: Path) -> tuple[int, int]:
     return low.value, high.value
 
 
+def merged_schema(table: str, paths: Sequence[Path]) -> pa.Schema:
+    """The schema ``paths`` merge into. The table's schema first: its columns and descriptions
+    win over an older file's (a column added since reads null in that file's rows); a column
+    only old files have stays. Each file is added in turn, so one that is not Parquet, has no
+    ``recv_ts`` or has a column of another type raises :class:`UnreadableFile` naming it."""
+    schema = arrow_schema(table).remove_metadata()
+    for path in paths:
+        with _reading(path):
+            theirs = pq.read_schema(path).remove_metadata()
+        if "recv_ts" not in theirs.names:
+            raise UnreadableFile(f"cannot merge {path}: no recv_ts column, not a file of {table}")
+        try:
+            schema = pa.unify_schemas([schema, theirs], promote_options="permissive")
+        except pa.ArrowException as exc:
+            raise UnreadableFile(f"cannot merge {path}: {_first_line(exc)}") from None
+    return schema
+
+
+def _time_span(path: Path) -> tuple[int, int]:
+    with _reading(path):
+        return time_span(path)
+
+
+def _read(path: Path) -> pa.Table:
+    with _reading(path):
+        return pq.read_table(path).replace_schema_metadata(None)
+
+
 def _sorted_rows(paths: list[Path], schema: pa.Schema) -> pa.Table:
-    tables = [pq.read_table(p).replace_schema_metadata(None) for p in paths]
+    tables = [_read(p) for p in paths]
     rows = pa.concat_tables([schema.empty_table(), *tables], promote_options="permissive")
     rows = rows.select(schema.names).cast(schema)
     keys = [("recv_ts", "ascending")] + [(c, "ascending") for c in ("seq", "frame_seq", "row")
@@ -245,21 +298,16 @@ def _sorted_rows(paths: list[Path], schema: pa.Schema) -> pa.Table:
     return rows.sort_by(keys)
 
 
-def _write_merged(table: str, paths: list[Path], final: Path, opener: Opener) -> int:
-    """Merge ``paths`` into ``final`` sorted by ``recv_ts`` (then ``seq``), holding one group of
-    overlapping files (:func:`overlapping_groups`) in memory at a time, not the whole day;
-    rows written."""
-    # The table's schema first: its columns and descriptions win over an older file's (a
-    # column added since reads null in that file's rows); a column only old files have stays.
-    schema = pa.unify_schemas([arrow_schema(table).remove_metadata(),
-                               *(pq.read_schema(p).remove_metadata() for p in paths)],
-                              promote_options="permissive")
+def _write_merged(paths: list[Path], schema: pa.Schema, final: Path, opener: Opener) -> int:
+    """Merge ``paths`` into ``final`` (of ``schema``: :func:`merged_schema`) sorted by
+    ``recv_ts`` (then ``seq``), holding one group of overlapping files
+    (:func:`overlapping_groups`) in memory at a time, not the whole day; rows written."""
     part = PartialFile(final, schema, opener, file_metadata())
     total = 0
     pending: list[pa.Table] = []
     pending_rows = 0
     try:
-        for group in overlapping_groups([time_span(p) for p in paths]):
+        for group in overlapping_groups([_time_span(p) for p in paths]):
             rows = _sorted_rows([paths[i] for i in group], schema)
             pending.append(rows)
             pending_rows += rows.num_rows
@@ -290,13 +338,21 @@ def _write_groups(part: PartialFile, tables: list[pa.Table], whole_only: bool) -
     return [rows.slice(start)] if start < rows.num_rows else []
 
 
-def compact_table(root: Path, table: str, date: str, opener: Opener = default_opener,
-                  progress: Progress = quiet) -> tuple[int, int]:
-    """Compact one table's day; (files merged, rows). Nothing to do: (0, 0). ``progress``
-    is told before the merge starts, the long part."""
+@dataclass(frozen=True)
+class _Plan:
+    """What one table's compaction merges, checked before anything is written."""
+
+    table: str
+    inputs: list[Path]
+    schema: pa.Schema
+
+
+def _plan(root: Path, table: str, date: str) -> _Plan | None:
+    """The day's settled files of ``table`` and the schema they merge into; None if there are
+    fewer than two. Raises :class:`UnreadableFile` for a file that cannot be merged."""
     live = partition_dir(root, table, date)
     if not live.is_dir():
-        return 0, 0
+        return None
     # The files first, then the live segments: a file found here whose segment is gone by the
     # listing below is settled (its segment is deleted only after it was published), and one
     # published after the glob is not an input. Listed first, a rotation between the two made
@@ -305,7 +361,22 @@ def compact_table(root: Path, table: str, date: str, opener: Opener = default_op
     busy = set(list_segments(root / JOURNAL_DIR))
     inputs = [p for p in found if segment_of(p.name) not in busy]
     if len(inputs) < 2:
-        return 0, 0
+        return None
+    return _Plan(table, inputs, merged_schema(table, inputs))
+
+
+def compact_table(root: Path, table: str, date: str, opener: Opener = default_opener,
+                  progress: Progress = quiet) -> tuple[int, int]:
+    """Compact one table's day; (files merged, rows). Nothing to do: (0, 0). ``progress``
+    is told before the merge starts, the long part. Raises :class:`UnreadableFile` for a file
+    that cannot be merged, leaving the partition as it was."""
+    plan = _plan(root, table, date)
+    return _compact(root, date, plan, opener, progress) if plan else (0, 0)
+
+
+def _compact(root: Path, date: str, plan: _Plan, opener: Opener,
+             progress: Progress) -> tuple[int, int]:
+    table, inputs = plan.table, plan.inputs
     progress(f"{table}: merging {len(inputs)} files ({sum(p.stat().st_size for p in inputs):,} "
              "bytes)")
     seqs = [s for s in (segment_of(p.name) for p in inputs) if s is not None]
@@ -314,12 +385,16 @@ def compact_table(root: Path, table: str, date: str, opener: Opener = default_op
     stage = stage_dir(root, table, date)
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir()
-    written = _write_merged(table, inputs, stage / output, opener)
+    try:
+        written = _write_merged(inputs, plan.schema, stage / output, opener)
+    except BaseException:  # no intent yet: the partition is as it was, the staging is waste
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
     fsync_dir(root / table)
     intent_path = root / INTENT_DIR / f"{table}-{date}.json"
     _write_json_atomically(intent_path, {"table": table, "date": date, "output": output,
                                          "inputs": [p.name for p in inputs]})
-    _link_others(live, stage, {p.name for p in inputs})
+    _link_others(partition_dir(root, table, date), stage, {p.name for p in inputs})
     _swap(root, table, date)
     _finish(root, intent_path, json.loads(intent_path.read_text()))
     return len(inputs), written
@@ -329,7 +404,9 @@ def compact_day(root: Path, date: str, opener: Opener = default_opener,
                 progress: Progress = quiet) -> CompactReport:
     """Compact every table of ``date`` (``YYYY-MM-DD``), after finishing any interrupted
     compaction; ``progress`` gets a line as each table's merge starts. Raises
-    ``RuntimeError`` if another compaction of the folder is running."""
+    ``RuntimeError`` if another compaction of the folder is running, and
+    :class:`UnreadableFile` for a file that cannot be merged: every table's files are checked
+    before the first table is compacted, so nothing has changed then."""
     from recorder.schema import TABLES
 
     lock = _CompactLock(root)
@@ -337,11 +414,8 @@ def compact_day(root: Path, date: str, opener: Opener = default_opener,
         raise RuntimeError(f"{root} is being compacted by another process")
     try:
         _recover_locked(root)
-        done = {}
-        for table in TABLES:
-            merged = compact_table(root, table, date, opener, progress)
-            if merged[0]:
-                done[table] = merged
+        plans = [plan for table in TABLES if (plan := _plan(root, table, date))]
+        done = {p.table: _compact(root, date, p, opener, progress) for p in plans}
         return CompactReport(date, done)
     finally:
         lock.release()

@@ -9,6 +9,10 @@ Reconnects: ``connect`` events that follow a ``disconnect``.
 
 Times are UTC ISO-8601 strings. :func:`to_dict` is the ``--json`` form; :func:`to_text` the
 terminal form.
+
+A file the views cannot read (not Parquet, cut short, a column of another type) makes the
+summary wrong, so none is given: :class:`Unreadable` names the file, found by counting its
+table one file at a time.
 """
 
 from __future__ import annotations
@@ -18,14 +22,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
 from recorder.journal import JOURNAL_DIR, list_segments, segment_path
 from recorder.recover import FolderLock
 from recorder.schema import TABLES
-from recorder.views import is_recording, open_views
+from recorder.views import NoRecording, is_recording, open_views, table_sql
 
 
-class NoRecording(ValueError):
-    """The folder holds no recording."""
+class Unreadable(ValueError):
+    """A file of the recording cannot be read as part of its table: move it out of the
+    folder (or repair it) and summarize again."""
 
 
 @dataclass(frozen=True)
@@ -77,23 +84,51 @@ def _iso(ns: int | None) -> str | None:
     return text + (f".{frac:09d}".rstrip("0") if frac else "") + "Z"
 
 
-def summarize(path: str | Path, date: str | None = None,
-              silence_seconds: float = 60.0) -> Summary:
-    root = Path(path)
-    if not is_recording(root):
-        raise NoRecording(f"{root}: no recording here (no table folders, no journal)")
-    con = open_views(root)
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0]
+
+
+def _table_summary(con: duckdb.DuckDBPyConnection, root: Path, table: str,
+                   date: str | None) -> TableSummary:
+    """Rows, files and time span of one table. This reads every file of it, so a bad file
+    shows here (one of another day too: the view reads every file's columns), and
+    :class:`Unreadable` names it."""
     where = "WHERE date = CAST(? AS DATE)" if date else ""
     params = [date] if date else []
-    tables = []
-    for table in TABLES:
-        n, first, last = con.execute(
-            f"SELECT count(*), epoch_ns(min(recv_ts)), epoch_ns(max(recv_ts)) "
-            f"FROM {table} {where}", params
-        ).fetchone() or (0, None, None)
-        pattern = f"date={date}/*.parquet" if date else "date=*/*.parquet"
-        files = len(list((root / table).glob(pattern)))
-        tables.append(TableSummary(table, n, files, _iso(first), _iso(last)))
+    sql = f"SELECT count(*), epoch_ns(min(recv_ts)), epoch_ns(max(recv_ts)) FROM {{}} {where}"
+    try:
+        n, first, last = con.execute(sql.format(table), params).fetchone() or (0, None, None)
+    except duckdb.Error as exc:
+        for path in sorted((root / table).glob("date=*/*.parquet")):  # the same, file by file
+            try:
+                con.execute(sql.format(f"({table_sql(root, table, str(path))})"), params)
+            except duckdb.Error as file_exc:
+                raise Unreadable(f"cannot read {path}: {_first_line(file_exc)}") from None
+        raise Unreadable(f"cannot read {table} in {root}: {_first_line(exc)}") from None
+    files = len(list((root / table).glob(f"date={date or '*'}/*.parquet")))
+    return TableSummary(table, n, files, _iso(first), _iso(last))
+
+
+def summarize(path: str | Path, date: str | None = None,
+              silence_seconds: float = 60.0) -> Summary:
+    """The summary of the recording folder ``path`` (of ``date`` only, if given). Raises
+    :class:`NoRecording` if the folder holds none, :class:`Unreadable` if a file of it cannot
+    be read."""
+    root = Path(path)
+    if not is_recording(root):
+        raise NoRecording(root)
+    con = open_views(root)
+    tables = [_table_summary(con, root, table, date) for table in TABLES]
+    try:
+        return _summarize(con, root, date, silence_seconds, tables)
+    except duckdb.Error as exc:  # every file read fine above: a column of an unexpected type
+        raise Unreadable(f"cannot summarize {root}: {_first_line(exc)}") from None
+
+
+def _summarize(con: duckdb.DuckDBPyConnection, root: Path, date: str | None,
+               silence_seconds: float, tables: list[TableSummary]) -> Summary:
+    where = "WHERE date = CAST(? AS DATE)" if date else ""
+    params = [date] if date else []
     per_conid = dict(con.execute(
         f"SELECT conid, count(*) FROM market_data {where} GROUP BY conid ORDER BY conid",
         params).fetchall())

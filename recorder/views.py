@@ -21,6 +21,9 @@ Rules:
   :func:`recorder.schema.arrow_schema` (and ``date``), so queries written for a full day run
   on an empty one. The glob is read at each query (``allow_empty``, DuckDB 2.0), so a view
   shows the files published after the connection was opened, even a table's first.
+- Views are bound when queried, not when created (``DEFER_BINDING``): a file that is not
+  Parquet, or one whose columns cannot be read as its table's, fails the queries that read its
+  table (DuckDB's message names it), not the opening of the folder nor the other tables.
 - Timestamps are shown in UTC (the connection's ``TimeZone``). Files keep ``recv_ts`` in
   nanoseconds; views show it as ``TIMESTAMPTZ`` (microseconds), because DuckDB's time
   functions (``date_trunc``, ``time_bucket``, ``epoch``, interval arithmetic) do not take
@@ -79,19 +82,20 @@ def _no_rows(table: str, type_of: Callable[[pa.DataType], str]) -> str:
     return f"SELECT {', '.join(columns)}, CAST(NULL AS DATE) AS date WHERE false"
 
 
-def table_sql(root: Path, table: str) -> str:
-    """The SELECT behind a table's view. Files written before a column was added lack it;
-    ``UNION ALL BY NAME`` with a typed empty SELECT gives it to them as null (even when no file
-    has it yet, or there is no file at all), and projections and filters still reach the
-    Parquet reader."""
+def table_sql(root: Path, table: str, files: str | None = None) -> str:
+    """The SELECT behind a table's view: its files (``files``, a glob or path under ``root``
+    to read only those). Files written before a column was added lack it; ``UNION ALL BY
+    NAME`` with a typed empty SELECT gives it to them as null (even when no file has it yet, or
+    there is no file at all), and projections and filters still reach the Parquet reader."""
     columns = [
         f'CAST("{f.name}" AS {view_type(f.type)}) AS "{f.name}"'
         if view_type(f.type) != duckdb_type(f.type) else f'"{f.name}"'
         for f in arrow_schema(table)
     ]
-    files = (f"SELECT * FROM read_parquet({sql_string(table_glob(root, table))}, "
-             "hive_partitioning = true, union_by_name = true, allow_empty = true)")
-    return (f"SELECT {', '.join(columns)}, date FROM ({files} "
+    glob = files or table_glob(root, table)
+    read = (f"SELECT * FROM read_parquet({sql_string(glob)}, "
+            "hive_partitioning = true, union_by_name = true, allow_empty = true)")
+    return (f"SELECT {', '.join(columns)}, date FROM ({read} "
             f"UNION ALL BY NAME {_no_rows(table, duckdb_type)})")
 
 
@@ -124,14 +128,27 @@ DERIVED: Final = {
 }
 
 
+def _create_view(con: duckdb.DuckDBPyConnection, name: str, sql: str) -> None:
+    """Bound at each query, not now: binding reads every file's footer (``union_by_name``), so
+    one bad file made every view, and the connection, fail to open."""
+    con.execute(f'CREATE OR REPLACE VIEW "{name}" WITH (DEFER_BINDING) AS {sql}')
+
+
 def create_views(con: duckdb.DuckDBPyConnection, root: Path) -> None:
     """(Re)create every view of ``root`` on ``con``; each reads the files published when it
     is queried."""
     for table in TABLES:
-        con.execute(f'CREATE OR REPLACE VIEW "{table}" AS {table_sql(root, table)}')
-    con.execute(f"CREATE OR REPLACE VIEW quotes AS {quotes_sql()}")
+        _create_view(con, table, table_sql(root, table))
+    _create_view(con, "quotes", quotes_sql())
     for name, sql in DERIVED.items():
-        con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
+        _create_view(con, name, sql)
+
+
+class NoRecording(ValueError):
+    """The folder holds no recording: no table folder, no journal."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(f"{root}: no recording here (no table folders, no journal)")
 
 
 def is_recording(root: Path) -> bool:
@@ -141,10 +158,19 @@ def is_recording(root: Path) -> bool:
 
 
 def open_views(path: str | Path) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with the views of the recording folder ``path``."""
+    """An in-memory DuckDB connection with the views of the recording folder ``path``.
+
+    An empty folder is a recording yet to start: its views are empty and show its files as
+    they are published. A folder that holds other things but no recording raises
+    :class:`NoRecording`, as ``recorder query`` and ``summary`` refuse it: it is far more often
+    the wrong folder (a parent, a typo naming another folder) than one a recording is about to
+    start in, and its empty views would pass for a day without data. A recording takes its
+    folder at once (``_journal``), so from its first moment the folder opens."""
     root = Path(path).expanduser().resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such recording folder")
+    if not is_recording(root) and any(root.iterdir()):
+        raise NoRecording(root)
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     create_views(con, root)

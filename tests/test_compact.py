@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from recorder import compact
-from recorder.compact import compact_day, overlapping_groups, recover_compactions, time_span
+from recorder.compact import (
+    UnreadableFile,
+    compact_day,
+    overlapping_groups,
+    recover_compactions,
+    time_span,
+)
 from recorder.frames import Frame
 from recorder.journal import segment_path
 from recorder.normalizer import normalize
@@ -283,3 +293,64 @@ def test_the_merged_file_has_full_row_groups_whatever_the_input_files(
     full, tail = divmod(6_000, group_rows)
     assert sizes == [group_rows] * full + ([tail] if tail else [])
     assert raw_seqs(root) == [f.seq for f in day[1]]
+
+
+def published(root: Path) -> dict[str, bytes]:
+    """Every file of every partition and staging folder, by path: what compaction changes."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.glob("*/*/*.parquet")}
+
+
+def _garbage(path: Path) -> None:
+    path.write_bytes(b"garbage\n")
+
+
+def _empty(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def _times_as_text(path: Path) -> None:
+    pq.write_table(pa.table({"recv_ts": ["yesterday"], "seq": [1]}), path)
+
+
+def _seq_as_text(path: Path) -> None:
+    pq.write_table(pa.table({"recv_ts": pa.array([T0], pa.timestamp("ns", "UTC")),
+                             "seq": ["1"]}), path)
+
+
+def _no_recv_ts(path: Path) -> None:
+    pq.write_table(pa.table({"a": [1]}), path)
+
+
+@pytest.mark.parametrize("spoil", [_garbage, _empty, _times_as_text, _seq_as_text, _no_recv_ts])
+def test_a_file_that_cannot_be_merged_stops_compaction_before_any_change(
+        tmp_path: Path, spoil: Callable[[Path], None]) -> None:
+    """A bad file among ``raw``'s, the last table compacted: an error naming it, and nothing
+    changed in any table, no staging folder left. It used to be pyarrow's own exception
+    (which names no file), after the other tables were compacted, with ``raw``'s staging
+    folder left behind."""
+    root = tmp_path / "data"
+    record(root, real_frames(600), per_segment=200)
+    bad = root / "raw" / f"date={DAY}" / "x.parquet"
+    spoil(bad)
+    before = published(root)
+    with pytest.raises(UnreadableFile, match=f"^cannot (read|merge) {re.escape(str(bad))}: "):
+        compact_day(root, DAY)
+    assert published(root) == before
+    assert not list(root.glob("*/.compact-*"))
+
+
+def test_rows_that_cannot_be_read_leave_no_staging_folder(tmp_path: Path) -> None:
+    """A file whose footer reads but whose pages do not (zeroed): found during the merge, it
+    is named, the staging folder is deleted, the partition is as it was."""
+    root = tmp_path / "data"
+    record(root, real_frames(600), per_segment=200)
+    bad = sorted((root / "market_data" / f"date={DAY}").glob("*.parquet"))[1]
+    data = bytearray(bad.read_bytes())
+    footer = len(data) - 8 - struct.unpack("<I", data[-8:-4])[0]
+    data[4:footer] = bytes(footer - 4)  # between the magic bytes and the footer
+    bad.write_bytes(bytes(data))
+    before = published(root)
+    with pytest.raises(UnreadableFile, match=f"^cannot read {re.escape(str(bad))}: "):
+        compact_day(root, DAY)
+    assert published(root) == before
+    assert not list(root.glob("*/.compact-*"))

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 from click.testing import CliRunner
 
 from recorder.cli import cli
@@ -206,3 +207,68 @@ def test_parquet_to_a_terminal_is_refused(tmp_path: Path) -> None:
     assert done.stderr.decode().strip().splitlines()[-1] == (
         "Error: --format parquet is binary: give --output FILE, or redirect standard output "
         "to a file")
+
+
+def test_one_bad_file_breaks_only_its_table_and_is_named(tmp_path: Path) -> None:
+    """Text where a Parquet file of market_data should be: every other table still answers,
+    and a query of market_data, summary and compact each end with one line naming the file
+    (summary and compact used to end with a traceback; compact left a staging folder)."""
+    recording(tmp_path)
+    bad = tmp_path / "market_data" / "date=2026-04-30" / "x.parquet"
+    bad.write_text("garbage")
+    code, out = run("query", str(tmp_path), "SELECT count(*) AS n FROM raw", "--format", "csv")
+    assert (code, out) == (0, "n\n300\n")
+    code, out = run("query", str(tmp_path), "SELECT count(*) FROM market_data")
+    assert code == 1 and f"'{bad.resolve()}'" in out and "Traceback" not in out
+    code, out = run("summary", str(tmp_path))
+    assert code == 1 and out.startswith(f"Error: cannot read {bad}: ")
+    assert len(out.splitlines()) == 1
+    files = {p: p.read_bytes() for p in tmp_path.glob("*/*/*.parquet")}
+    code, out = run("compact", str(tmp_path), "--date", "2026-04-30")
+    assert code == 1 and out.startswith(f"Error: cannot read {bad}: ")
+    assert len(out.splitlines()) == 1
+    assert {p: p.read_bytes() for p in tmp_path.glob("*/*/*.parquet")} == files
+    assert not list(tmp_path.glob("*/.compact-*"))
+
+
+def test_query_refuses_a_folder_that_is_not_a_recording(tmp_path: Path) -> None:
+    """It used to show every table empty (exit 0), as if the day had no data; an empty
+    folder, a recording yet to start, still has its empty views."""
+    (tmp_path / "notes.txt").write_text("not a recording")
+    code, out = run("query", str(tmp_path), "SELECT count(*) FROM market_data")
+    assert (code, out) == (
+        1, f"Error: {tmp_path.resolve()}: no recording here (no table folders, no journal)\n")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, out = run("query", str(empty), "SELECT count(*) AS n FROM market_data",
+                    "--format", "csv")
+    assert (code, out) == (0, "n\n0\n")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_failed_write_is_one_line(tmp_path: Path) -> None:
+    """A full disk, for real (``/dev/full``): the text formats' error came at close, as a
+    traceback; Parquet's was DuckDB's message with JSON inside."""
+    recording(tmp_path)
+    for fmt in ("table", "csv", "json", "parquet"):
+        code, out = run("query", str(tmp_path), "SELECT 1", "--format", fmt,
+                        "--output", "/dev/full")
+        assert (code, out) == (1, "Error: cannot write /dev/full: No space left on device\n"), fmt
+
+
+
+
+def test_recover_and_compact_say_what_the_system_refused(tmp_path: Path) -> None:
+    """A file where their working folder must be (``_journal``, ``_compact``): both used to
+    end in a traceback (FileExistsError)."""
+    recording(tmp_path)
+    shutil.rmtree(tmp_path / "_journal")
+    (tmp_path / "_journal").write_text("")
+    code, out = run("recover", str(tmp_path))
+    assert code == 1, out
+    assert out.strip() == f"Error: cannot recover {tmp_path}: File exists: {tmp_path / '_journal'}"
+    shutil.rmtree(tmp_path / "_compact", ignore_errors=True)
+    (tmp_path / "_compact").write_text("")
+    code, out = run("compact", str(tmp_path), "--date", "2026-04-30")
+    assert code == 1 and "Traceback" not in out, out
+    assert out.strip().splitlines()[-1].startswith(f"Error: cannot compact {tmp_path}: ")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from recorder.frames import Frame, event_frame
 from recorder.storage import Pipeline
-from recorder.summary import Gap, NoRecording, summarize, to_dict, to_text
+from recorder.summary import Gap, NoRecording, Unreadable, summarize, to_dict, to_text
 from tests.storage_frames import T0, real_payloads
 
 S = 1_000_000_000
@@ -78,3 +82,38 @@ def test_a_clean_stop_is_not_a_gap(tmp_path: Path) -> None:
     pipe.close()
     s = summarize(tmp_path)
     assert s.gaps == [] and s.reconnects == 0
+
+
+def _garbage(path: Path) -> None:
+    path.write_bytes(b"garbage\n")
+
+
+def _empty(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def _times_as_text(path: Path) -> None:
+    """Parquet, but ``recv_ts`` as text: DuckDB's own error does not name the file."""
+    pq.write_table(pa.table({"recv_ts": ["yesterday"], "seq": [1]}), path)
+
+
+@pytest.mark.parametrize("spoil", [_garbage, _empty, _times_as_text])
+def test_a_file_that_cannot_be_read_is_named(tmp_path: Path,
+                                             spoil: Callable[[Path], None]) -> None:
+    """One bad file among ``market_data``'s: no summary (it would be wrong), an error that
+    names the file to move away. It used to be DuckDB's own exception, unnamed in one case."""
+    recording(tmp_path)
+    bad = tmp_path / "market_data" / "date=2026-04-30" / "x.parquet"
+    spoil(bad)
+    with pytest.raises(Unreadable, match=f"^cannot read {re.escape(str(bad))}: "):
+        summarize(tmp_path)
+
+
+def test_a_bad_file_of_another_day_is_named_too(tmp_path: Path) -> None:
+    """The views read every file's columns, whatever the date asked for."""
+    recording(tmp_path)
+    bad = tmp_path / "market_data" / "date=2026-04-29" / "x.parquet"
+    bad.parent.mkdir()
+    _garbage(bad)
+    with pytest.raises(Unreadable, match=f"^cannot read {re.escape(str(bad))}: "):
+        summarize(tmp_path, date="2026-04-30")

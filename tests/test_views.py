@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
+import duckdb
 import orjson
 import pyarrow.parquet as pq
 import pytest
@@ -15,6 +17,7 @@ from recorder.normalizer import normalize
 from recorder.schema import TABLES, arrow_schema
 from recorder.schema import columns as schema_columns
 from recorder.storage import Pipeline
+from recorder.views import NoRecording
 from tests.storage_frames import T0, real_frames, real_payloads
 
 TZ = "America/New_York"
@@ -64,6 +67,37 @@ def test_an_open_connection_sees_a_tables_first_files(tmp_path: Path) -> None:
 def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no such recording folder"):
         recorder.open(tmp_path / "nope")
+
+
+def test_a_folder_holding_something_else_is_not_opened(tmp_path: Path) -> None:
+    """Not a recording and not empty (a parent, a typo naming another folder): refused, as
+    ``recorder query`` refuses it, rather than opened as empty tables that look like a day
+    without data. An empty folder still opens (above)."""
+    (tmp_path / "notes.txt").write_text("not a recording")
+    with pytest.raises(NoRecording, match=re.escape(
+            f"{tmp_path.resolve()}: no recording here (no table folders, no journal)")):
+        recorder.open(tmp_path)
+
+
+@pytest.mark.parametrize("content", [b"garbage\n", b""], ids=["garbage", "empty"])
+def test_a_bad_file_fails_only_the_queries_of_its_table(tmp_path: Path, content: bytes) -> None:
+    """A file that is not Parquet among ``market_data``'s: the folder opens and every other
+    table reads as before; a query of market_data, or of quotes built on it, fails naming the
+    file. Creating the views used to read every file's footer, so one such file made
+    ``recorder.open`` fail, and with it every query of every table."""
+    record(tmp_path, real_frames(300), rotate_every=100)
+    con = recorder.open(tmp_path)
+    others = [t for t in TABLES if t != "market_data"]
+    want = {t: con.execute(f"SELECT count(*), max(recv_ts) FROM {t}").fetchall() for t in others}
+    assert want["raw"][0][0] == 300
+    bad = next((tmp_path / "market_data").glob("date=*")).resolve() / "x.parquet"
+    bad.write_bytes(content)
+    con = recorder.open(tmp_path)
+    assert {t: con.execute(f"SELECT count(*), max(recv_ts) FROM {t}").fetchall()
+            for t in others} == want
+    for view in ("market_data", "quotes"):
+        with pytest.raises(duckdb.Error, match=re.escape(f"'{bad}'")):
+            con.execute(f"SELECT count(*) FROM {view}")
 
 
 def test_tables_match_what_was_recorded(tmp_path: Path) -> None:

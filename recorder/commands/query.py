@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import os
 import re
 import sys
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
+
+if TYPE_CHECKING:
+    import duckdb
+
+Rows = tuple[list[str], list[tuple[Any, ...]]]  # column names, rows
 
 _DIR = click.Path(file_okay=False, path_type=Path)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -65,6 +72,68 @@ def _parquet_to_stdout(rel: Any) -> None:
             sys.stdout.buffer.flush()
 
 
+def _run(con: duckdb.DuckDBPyConnection, sql: str, fmt: str,
+         output: Path | None) -> str | Rows | None:
+    """Run ``sql`` once: what to print (the table's text, or the rows), or None when there
+    is nothing to (no result, or the Parquet written)."""
+    rel = con.sql(sql)  # runs every statement but the last; the last runs once, below
+    if rel is None:
+        return None
+    if fmt == "parquet":
+        if output is not None:
+            rel.write_parquet(str(output), compression="zstd")
+        else:
+            _parquet_to_stdout(rel)
+        return None
+    if fmt == "table":
+        return str(rel)
+    # through Arrow: DuckDB's own conversion of zoned timestamps needs pytz
+    arrow = rel.arrow().read_all()
+    # a MAP as an object ({"6508": "x"}), not as a list of key-value pairs
+    return rel.columns, list(zip(*(c.to_pylist(maps_as_pydicts="lossy")
+                                   for c in arrow.columns), strict=True))
+
+
+def _write_error(output: Path | None, exc: Exception) -> str | None:
+    """``cannot write OUTPUT: reason`` if DuckDB's error is about writing ``output``, with the
+    reason as the other formats give it: DuckDB puts the errno in JSON inside its message."""
+    text = str(exc)
+    if output is None or str(output) not in text:
+        return None
+    code = re.search(r'"errno":\s*"(\d+)"', text)
+    reason = os.strerror(int(code[1])) if code else text.strip().splitlines()[0]
+    return f"cannot write {output}: {reason}"
+
+
+def _write(result: str | Rows, fmt: str, output: Path | None) -> None:
+    """Print ``result`` to ``output`` (or standard output). A failed write of the file, at
+    open, write or close (where a full disk shows, as the buffer is flushed), is one line."""
+    try:
+        with open(output, "w", newline="") if output else nullcontext(sys.stdout) as out:
+            _print(out, result, fmt)
+    except OSError as exc:
+        if output is None:
+            raise
+        raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
+
+
+def _print(out: TextIO, result: str | Rows, fmt: str) -> None:
+    import orjson
+
+    if isinstance(result, str):
+        out.write(result)
+        return
+    columns, records = result
+    if fmt == "csv":
+        writer = csv.writer(out)
+        writer.writerow(columns)
+        writer.writerows([_csv_cell(v) for v in r] for r in records)
+    else:
+        data = [dict(zip(columns, r, strict=True)) for r in records]
+        out.write(orjson.dumps(data, default=_json_default,
+                               option=orjson.OPT_NON_STR_KEYS).decode() + "\n")
+
+
 @click.command()
 @click.argument("folder", type=_DIR)
 @click.argument("sql")
@@ -76,9 +145,8 @@ def query(folder: Path, sql: str, fmt: str, output: Path | None) -> None:
     """Run DuckDB SQL over the views of a recording folder (one per table, plus quotes,
     trades_dedup and bars_dedup)."""
     import duckdb
-    import orjson
 
-    from recorder.views import open_views
+    from recorder.views import NoRecording, open_views
 
     if fmt == "parquet" and output is None and sys.stdout.isatty():
         raise click.UsageError("--format parquet is binary: give --output FILE, or redirect "
@@ -87,44 +155,13 @@ def query(folder: Path, sql: str, fmt: str, output: Path | None) -> None:
         raise click.ClickException(f"cannot write {output}: no folder {output.parent}")
     try:
         con = open_views(folder)
-        rel = con.sql(sql)  # runs every statement but the last; the last runs once, below
-        if rel is None:
-            return
-        if fmt == "parquet":
-            if output is not None:
-                rel.write_parquet(str(output), compression="zstd")
-            else:
-                _parquet_to_stdout(rel)
-            return
-        if fmt == "table":
-            text = str(rel)
-        else:
-            columns = rel.columns
-            # through Arrow: DuckDB's own conversion of zoned timestamps needs pytz
-            arrow = rel.arrow().read_all()
-            # a MAP as an object ({"6508": "x"}), not as a list of key-value pairs
-            records = list(zip(*(c.to_pylist(maps_as_pydicts="lossy") for c in arrow.columns),
-                               strict=True))
-    except (duckdb.Error, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc).strip()) from None
-    try:
-        out = open(output, "w", newline="") if output else sys.stdout  # noqa: SIM115
-    except OSError as exc:
-        raise click.ClickException(f"cannot write {output}: {exc.strerror}") from None
-    try:
-        if fmt == "csv":
-            writer = csv.writer(out)
-            writer.writerow(columns)
-            writer.writerows([_csv_cell(v) for v in r] for r in records)
-        elif fmt == "json":
-            data = [dict(zip(columns, r, strict=True)) for r in records]
-            out.write(orjson.dumps(data, default=_json_default,
-                                   option=orjson.OPT_NON_STR_KEYS).decode() + "\n")
-        else:
-            out.write(text)
-    finally:
-        if output:
-            out.close()
+        result = _run(con, sql, fmt, output)
+    except duckdb.Error as exc:
+        raise click.ClickException(_write_error(output, exc) or str(exc).strip()) from None
+    except (FileNotFoundError, NoRecording) as exc:
+        raise click.ClickException(str(exc)) from None
+    if result is not None:
+        _write(result, fmt, output)
 
 
 @click.command()
@@ -138,11 +175,11 @@ def summary(folder: Path, date: str | None, silence_seconds: float, as_json: boo
     """Rows, files and time range per table, frames per conid, gaps and reconnects."""
     import orjson
 
-    from recorder.summary import NoRecording, summarize, to_dict, to_text
+    from recorder.summary import NoRecording, Unreadable, summarize, to_dict, to_text
 
     try:
         result = summarize(folder, date, silence_seconds)
-    except NoRecording as exc:
+    except (NoRecording, Unreadable) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(orjson.dumps(to_dict(result), option=orjson.OPT_INDENT_2).decode())
@@ -170,6 +207,8 @@ def compact(folder: Path, date: str) -> None:
         report = compact_day(folder, date, progress=_progress)
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # a full disk, a folder it may not write: the day is as it was
+        raise click.ClickException(f"cannot compact {folder}: {_os_reason(exc)}") from None
     if not report.tables:
         click.echo(f"{date}: nothing to compact")
     for table, (files, rows) in sorted(report.tables.items()):
@@ -188,4 +227,11 @@ def recover(folder: Path) -> None:
         report = recover_dir(folder, progress=_progress)
     except FolderBusy as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # a full disk, `_journal` not a folder: the journal is kept
+        raise click.ClickException(f"cannot recover {folder}: {_os_reason(exc)}") from None
     click.echo(describe(report))
+
+
+def _os_reason(exc: OSError) -> str:
+    """``reason: path`` for a person, from an ``OSError``."""
+    return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
