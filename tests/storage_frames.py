@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import IO, cast
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from recorder.frames import Frame
 from recorder.journal import default_opener
@@ -91,3 +93,19 @@ class _LimitedFile:
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._inner, name)
+
+
+# -- files that are not what a table's partition should hold (bad-input tests) ------------------
+
+
+def garbage_file(path: Path) -> None:
+    path.write_bytes(b"garbage\n")
+
+
+def empty_file(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def times_as_text_file(path: Path) -> None:
+    """Parquet, but ``recv_ts`` as text: DuckDB's own error does not name the file."""
+    pq.write_table(pa.table({"recv_ts": ["yesterday"], "seq": [1]}), path)

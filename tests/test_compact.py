@@ -32,7 +32,14 @@ from recorder.normalizer import normalize
 from recorder.recover import recover_dir
 from recorder.schema import TABLES
 from recorder.storage import Pipeline
-from tests.storage_frames import T0, real_frames, rows
+from tests.storage_frames import (
+    T0,
+    empty_file,
+    garbage_file,
+    real_frames,
+    rows,
+    times_as_text_file,
+)
 
 TZ = "America/New_York"
 DAY = "2026-04-30"
@@ -300,18 +307,6 @@ def published(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in root.glob("*/*/*.parquet")}
 
 
-def _garbage(path: Path) -> None:
-    path.write_bytes(b"garbage\n")
-
-
-def _empty(path: Path) -> None:
-    path.write_bytes(b"")
-
-
-def _times_as_text(path: Path) -> None:
-    pq.write_table(pa.table({"recv_ts": ["yesterday"], "seq": [1]}), path)
-
-
 def _seq_as_text(path: Path) -> None:
     pq.write_table(pa.table({"recv_ts": pa.array([T0], pa.timestamp("ns", "UTC")),
                              "seq": ["1"]}), path)
@@ -321,7 +316,8 @@ def _no_recv_ts(path: Path) -> None:
     pq.write_table(pa.table({"a": [1]}), path)
 
 
-@pytest.mark.parametrize("spoil", [_garbage, _empty, _times_as_text, _seq_as_text, _no_recv_ts])
+@pytest.mark.parametrize("spoil", [garbage_file, empty_file, times_as_text_file, _seq_as_text,
+                                   _no_recv_ts])
 def test_a_file_that_cannot_be_merged_stops_compaction_before_any_change(
         tmp_path: Path, spoil: Callable[[Path], None]) -> None:
     """A bad file among ``raw``'s, the last table compacted: an error naming it, and nothing

@@ -6,14 +6,12 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from recorder.frames import Frame, event_frame
 from recorder.storage import Pipeline
 from recorder.summary import Gap, NoRecording, Unreadable, summarize, to_dict, to_text
-from tests.storage_frames import T0, real_payloads
+from tests.storage_frames import T0, empty_file, garbage_file, real_payloads, times_as_text_file
 
 S = 1_000_000_000
 
@@ -84,20 +82,7 @@ def test_a_clean_stop_is_not_a_gap(tmp_path: Path) -> None:
     assert s.gaps == [] and s.reconnects == 0
 
 
-def _garbage(path: Path) -> None:
-    path.write_bytes(b"garbage\n")
-
-
-def _empty(path: Path) -> None:
-    path.write_bytes(b"")
-
-
-def _times_as_text(path: Path) -> None:
-    """Parquet, but ``recv_ts`` as text: DuckDB's own error does not name the file."""
-    pq.write_table(pa.table({"recv_ts": ["yesterday"], "seq": [1]}), path)
-
-
-@pytest.mark.parametrize("spoil", [_garbage, _empty, _times_as_text])
+@pytest.mark.parametrize("spoil", [garbage_file, empty_file, times_as_text_file])
 def test_a_file_that_cannot_be_read_is_named(tmp_path: Path,
                                              spoil: Callable[[Path], None]) -> None:
     """One bad file among ``market_data``'s: no summary (it would be wrong), an error that
@@ -114,6 +99,6 @@ def test_a_bad_file_of_another_day_is_named_too(tmp_path: Path) -> None:
     recording(tmp_path)
     bad = tmp_path / "market_data" / "date=2026-04-29" / "x.parquet"
     bad.parent.mkdir()
-    _garbage(bad)
+    garbage_file(bad)
     with pytest.raises(Unreadable, match=f"^cannot read {re.escape(str(bad))}: "):
         summarize(tmp_path, date="2026-04-30")
