@@ -50,6 +50,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from recorder.journal import JOURNAL_DIR, Opener, default_opener, fsync_dir, list_segments
+from recorder.messages import first_line
 from recorder.recover import Progress, quiet
 from recorder.schema import arrow_schema
 from recorder.writer import PartialFile, file_metadata, partition_dir, segment_of
@@ -71,11 +72,7 @@ def _reading(path: Path) -> Iterator[None]:
     try:
         yield
     except (pa.ArrowException, OSError) as exc:
-        raise UnreadableFile(f"cannot read {path}: {_first_line(exc)}") from None
-
-
-def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UnreadableFile(f"cannot read {path}: {first_line(exc)}") from None
 
 
 @dataclass(frozen=True)
@@ -275,7 +272,7 @@ def merged_schema(table: str, paths: Sequence[Path]) -> pa.Schema:
         try:
             schema = pa.unify_schemas([schema, theirs], promote_options="permissive")
         except pa.ArrowException as exc:
-            raise UnreadableFile(f"cannot merge {path}: {_first_line(exc)}") from None
+            raise UnreadableFile(f"cannot merge {path}: {first_line(exc)}") from None
     return schema
 
 

@@ -32,6 +32,7 @@ from recorder.config import Config
 from recorder.connection import Multiplexer
 from recorder.frames import Frame, event_frame
 from recorder.ids import Counters
+from recorder.messages import os_reason
 from recorder.pacing import Pacer
 from recorder.recover import FolderBusy
 from recorder.redact import Redactor
@@ -223,8 +224,7 @@ class Recorder:
             raise
         except OSError as exc:
             raise OutputUnusable(
-                f"cannot record into {config.output.dir}: {exc.strerror or exc}"
-                + (f": {exc.filename}" if exc.filename else "")) from exc
+                f"cannot record into {config.output.dir}: {os_reason(exc)}") from exc
         self._storage = storage
         summary = RunSummary(recovered_frames=recovered.frames)
         async with aiohttp.ClientSession() as http, asyncio.TaskGroup() as tg:

@@ -25,6 +25,7 @@ from typing import Any
 import duckdb
 
 from recorder.journal import JOURNAL_DIR, list_segments, segment_path
+from recorder.messages import first_line
 from recorder.recover import FolderLock
 from recorder.schema import TABLES
 from recorder.views import NoRecording, is_recording, open_views, table_sql
@@ -84,10 +85,6 @@ def _iso(ns: int | None) -> str | None:
     return text + (f".{frac:09d}".rstrip("0") if frac else "") + "Z"
 
 
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0]
-
-
 def _table_summary(con: duckdb.DuckDBPyConnection, root: Path, table: str,
                    date: str | None) -> TableSummary:
     """Rows, files and time span of one table. This reads every file of it, so a bad file
@@ -103,8 +100,8 @@ def _table_summary(con: duckdb.DuckDBPyConnection, root: Path, table: str,
             try:
                 con.execute(sql.format(f"({table_sql(root, table, str(path))})"), params)
             except duckdb.Error as file_exc:
-                raise Unreadable(f"cannot read {path}: {_first_line(file_exc)}") from None
-        raise Unreadable(f"cannot read {table} in {root}: {_first_line(exc)}") from None
+                raise Unreadable(f"cannot read {path}: {first_line(file_exc)}") from None
+        raise Unreadable(f"cannot read {table} in {root}: {first_line(exc)}") from None
     files = len(list((root / table).glob(f"date={date or '*'}/*.parquet")))
     return TableSummary(table, n, files, _iso(first), _iso(last))
 
@@ -122,7 +119,7 @@ def summarize(path: str | Path, date: str | None = None,
     try:
         return _summarize(con, root, date, silence_seconds, tables)
     except duckdb.Error as exc:  # every file read fine above: a column of an unexpected type
-        raise Unreadable(f"cannot summarize {root}: {_first_line(exc)}") from None
+        raise Unreadable(f"cannot summarize {root}: {first_line(exc)}") from None
 
 
 def _summarize(con: duckdb.DuckDBPyConnection, root: Path, date: str | None,

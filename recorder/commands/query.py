@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
+from recorder.messages import first_line, os_reason
+
 if TYPE_CHECKING:
     import duckdb
 
@@ -101,7 +103,7 @@ def _write_error(output: Path | None, exc: Exception) -> str | None:
     if output is None or str(output) not in text:
         return None
     code = re.search(r'"errno":\s*"(\d+)"', text)
-    reason = os.strerror(int(code[1])) if code else text.strip().splitlines()[0]
+    reason = os.strerror(int(code[1])) if code else first_line(exc)
     return f"cannot write {output}: {reason}"
 
 
@@ -208,7 +210,7 @@ def compact(folder: Path, date: str) -> None:
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:  # a full disk, a folder it may not write: the day is as it was
-        raise click.ClickException(f"cannot compact {folder}: {_os_reason(exc)}") from None
+        raise click.ClickException(f"cannot compact {folder}: {os_reason(exc)}") from None
     if not report.tables:
         click.echo(f"{date}: nothing to compact")
     for table, (files, rows) in sorted(report.tables.items()):
@@ -228,10 +230,6 @@ def recover(folder: Path) -> None:
     except FolderBusy as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:  # a full disk, `_journal` not a folder: the journal is kept
-        raise click.ClickException(f"cannot recover {folder}: {_os_reason(exc)}") from None
+        raise click.ClickException(f"cannot recover {folder}: {os_reason(exc)}") from None
     click.echo(describe(report))
 
-
-def _os_reason(exc: OSError) -> str:
-    """``reason: path`` for a person, from an ``OSError``."""
-    return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
