@@ -135,6 +135,7 @@ class StatusReporter:
         try:
             self._out.write(text)
             self._out.flush()
-        except OSError:
+        except OSError:  # from now on, as when stderr is not a terminal: logged, each minute
             self._tty = False
+            self.interval = 60.0
             self._line = self._last = ""

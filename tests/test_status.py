@@ -91,3 +91,26 @@ def test_a_log_record_is_written_on_a_line_of_its_own_and_the_status_line_comes_
     assert rows[0] == "\r" + line + "\r" + " " * len(line) + "\r" + rows[0].split("\r")[-1]
     assert rows[0].split("\r")[-1].endswith("WARNING websocket closed (code 1006)")
     assert rows[1] == "\r" + line
+
+
+class _GoneTerminal(io.StringIO):
+    """A terminal whose other end has gone (a dropped ssh link): every write fails, EIO."""
+
+    def write(self, text: str) -> int:
+        raise OSError(5, "Input/output error")
+
+
+def test_a_terminal_that_is_gone_ends_the_line_and_status_is_logged_each_minute(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The recording goes on: updates are logged at the pace used when stderr is no terminal,
+    instead of being tried on the dead terminal every second."""
+    status = StatusReporter(_GoneTerminal(), tty=True, columns=lambda: 200)
+    assert status.interval == 1.0
+    status.update(snap(1.0, 1))
+    assert status.interval == 60.0
+    with caplog.at_level(logging.INFO, logger="recorder.status"):
+        status.update(snap(2.0, 2))
+        status.clear()
+        status.redraw()
+        status.finish()
+    assert [r.getMessage().startswith("status: ") for r in caplog.records] == [True]
