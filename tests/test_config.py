@@ -237,6 +237,29 @@ def test_parse_specs() -> None:
         ("[trades]\ndays = 0\n", "trades.days", "1..7"),
         ("[orders]\nenabled = \"yes\"\n", "orders.enabled", "true or false"),
         ("[pnl]\nenable = true\n", "pnl.enable", "did you mean 'enabled'"),
+        # values of the wrong kind, and paths and URLs no system call would take
+        ("[output]\ndir = 1\n", "output.dir", "must be a string, got number 1"),
+        ("[trades]\ndays = true\n", "trades.days", "must be an integer, got boolean true"),
+        ("[session]\nsmh_max_concurrent = true\n", "session.smh_max_concurrent",
+         "must be an integer"),
+        ("[[smd]]\nconids = 265598\n", "smd[0].conids", "must be an array, got number"),
+        ("[[smh]]\nconid = 0\n", "smh[0].conid", "numeric conid"),
+        ("[[smh]]\nconid = true\n", "smh[0].conid", "numeric conid"),
+        ("[[smh]]\nconid = \"２６５５９８\"\n", "smh[0].conid", "numeric conid"),
+        ("[[smd]]\nconids = [\"２６５５９８\"]\n", "smd[0].conids[0]", "numeric conid"),
+        ("[[sbd]]\naccount = \"DU1\"\n", "sbd[0].conid", "required"),
+        ("[gateway]\nurl = \"https://h:5000/#x\"\n", "gateway.url", "without a path"),
+        ("[gateway]\nurl = \"https:// localhost:5000\"\n", "gateway.url", "http(s) URL"),
+        ("[gateway]\nurl = \"https://local host:5000\"\n", "gateway.url", "http(s) URL"),
+        ("[output]\ndir = \"a\\u0000b\"\n", "output.dir", "NUL character"),
+        ("[gateway]\ncafile = \"a\\u0000b\"\n", "gateway.cafile", "NUL character"),
+        # timers so short they would flood the gateway
+        ("[session]\ntic_seconds = 0.0001\n", "session.tic_seconds", "at least 1"),
+        ("[session]\ntickle_seconds = 0.5\n", "session.tickle_seconds", "at least 1"),
+        ("[session]\nsmd_refresh_seconds = 0.0001\n", "session.smd_refresh_seconds",
+         "at least 60"),
+        ("[session]\nsmh_timeout_seconds = 0.01\n", "session.smh_timeout_seconds", "at least 1"),
+        ("[[smh]]\nconid = 1\nevery_seconds = 0.001\n", "smh[0].every_seconds", "at least 1"),
     ],
 )
 def test_refusals_name_the_key(tmp_path: Path, text: str, key: str, words: str) -> None:
@@ -275,40 +298,6 @@ def test_every_bar_size_and_period_ibkr_offers_is_accepted_and_nothing_beyond(
     assert parse_smh_spec("1:8h:1h").period == "8h"
     with pytest.raises(ConfigError, match="^--smh: "):
         parse_smh_spec("1:9h:1h")
-
-
-@pytest.mark.parametrize(
-    ("text", "key", "words"),
-    [
-        ("[output]\ndir = 1\n", "output.dir", "must be a string, got number 1"),
-        ("[trades]\ndays = true\n", "trades.days", "must be an integer, got boolean true"),
-        ("[session]\nsmh_max_concurrent = true\n", "session.smh_max_concurrent",
-         "must be an integer"),
-        ("[[smd]]\nconids = 265598\n", "smd[0].conids", "must be an array, got number"),
-        ("[[smh]]\nconid = 0\n", "smh[0].conid", "numeric conid"),
-        ("[[smh]]\nconid = true\n", "smh[0].conid", "numeric conid"),
-        ("[[smh]]\nconid = \"２６５５９８\"\n", "smh[0].conid", "numeric conid"),
-        ("[[smd]]\nconids = [\"２６５５９８\"]\n", "smd[0].conids[0]", "numeric conid"),
-        ("[[sbd]]\naccount = \"DU1\"\n", "sbd[0].conid", "required"),
-        ("[gateway]\nurl = \"https://h:5000/#x\"\n", "gateway.url", "without a path"),
-        ("[gateway]\nurl = \"https:// localhost:5000\"\n", "gateway.url", "http(s) URL"),
-        ("[gateway]\nurl = \"https://local host:5000\"\n", "gateway.url", "http(s) URL"),
-        ("[output]\ndir = \"a\\u0000b\"\n", "output.dir", "NUL character"),
-        ("[gateway]\ncafile = \"a\\u0000b\"\n", "gateway.cafile", "NUL character"),
-        # timers so short they would flood the gateway
-        ("[session]\ntic_seconds = 0.0001\n", "session.tic_seconds", "at least 1"),
-        ("[session]\ntickle_seconds = 0.5\n", "session.tickle_seconds", "at least 1"),
-        ("[session]\nsmd_refresh_seconds = 0.0001\n", "session.smd_refresh_seconds",
-         "at least 60"),
-        ("[session]\nsmh_timeout_seconds = 0.01\n", "session.smh_timeout_seconds", "at least 1"),
-        ("[[smh]]\nconid = 1\nevery_seconds = 0.001\n", "smh[0].every_seconds", "at least 1"),
-    ],
-)
-def test_values_of_the_wrong_kind_are_refused_by_key(
-        tmp_path: Path, text: str, key: str, words: str) -> None:
-    message = error_of(tmp_path, text)
-    assert message.startswith(f"{key}: "), message
-    assert words in message, message
 
 
 @pytest.mark.parametrize("url", ["https://h:5000", "https://h:5000/", "https://h:5000/v1/api",
