@@ -7,7 +7,7 @@ import errno
 import logging
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, cast
 
@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from recorder.frames import Frame
-from recorder.journal import default_opener, list_segments
+from recorder.journal import default_opener, list_segments, read_segment, segment_path
 from recorder.normalizer import normalize
 from recorder.recover import FolderBusy
 from recorder.redact import Redactor
@@ -102,7 +102,8 @@ def test_session_id_never_reaches_disk(tmp_path: Path) -> None:
 
 def test_row_groups_follow_flushes_and_size(tmp_path: Path) -> None:
     frames = real_frames(5_000)
-    pipe = Pipeline(tmp_path, timezone=TZ, row_group_rows=3_000, min_flush_rows=1_000)
+    pipe = Pipeline(tmp_path, timezone=TZ, row_group_rows=3_000, min_flush_rows=1_000,
+                    normalize_every_frames=1)
     pipe.write(frames[:2_000])
     pipe.flush()  # 2,000 raw rows: one group; the smaller tables wait
     pipe.write(frames[2_000:])  # 3,000 more raw rows: a group at once
@@ -110,6 +111,50 @@ def test_row_groups_follow_flushes_and_size(tmp_path: Path) -> None:
     raw = next((tmp_path / "raw").glob("*/*.parquet"))
     assert [pq.ParquetFile(raw).metadata.row_group(i).num_rows for i in range(2)] == [
         2_000, 3_000]
+    assert raw_rows(tmp_path) == expected_raw(frames)
+
+
+def test_frames_are_journaled_at_once_and_normalized_in_batches(tmp_path: Path) -> None:
+    """Normalizing costs per call: small writes (a flush's worth at a low rate) are journaled
+    and fsynced at once but normalized ``normalize_every_frames`` at a time, and at rotation."""
+    calls: list[int] = []
+
+    def counting(frames: Sequence[Frame]) -> dict[str, pa.Table]:
+        calls.append(len(frames))
+        return normalize(frames)
+
+    frames = real_frames(2_300)
+    pipe = Pipeline(tmp_path, timezone=TZ, normalize=counting, normalize_every_frames=1_000)
+    for start in range(0, 2_300, 400):
+        pipe.write(frames[start:start + 400])
+        pipe.flush()
+        journal = tmp_path / "_journal"
+        [number] = list_segments(journal)
+        assert read_segment(segment_path(journal, number)).frames == frames[:start + 400]
+    assert calls == [1_200, 1_100]  # 3 writes, then 3 more (the last only 300 frames)
+    assert pipe.stats().rows["raw"] == 2_300
+    pipe.close()
+    assert calls == [1_200, 1_100]  # nothing left for rotation
+    assert raw_rows(tmp_path) == expected_raw(frames)
+    assert table_rows(tmp_path, "market_data") == normalize(frames)["market_data"].num_rows
+
+
+def test_rotation_normalizes_what_is_left(tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    def counting(frames: Sequence[Frame]) -> dict[str, pa.Table]:
+        calls.append(len(frames))
+        return normalize(frames)
+
+    frames = real_frames(700)
+    pipe = Pipeline(tmp_path, timezone=TZ, normalize=counting, normalize_every_frames=1_000)
+    pipe.write(frames[:500])
+    pipe.write(frames[500:])
+    assert calls == [] and pipe.stats().rows == {}
+    pipe.rotate()
+    assert calls == [700] and pipe.stats().rows["raw"] == 700
+    pipe.close()
+    assert calls == [700]
     assert raw_rows(tmp_path) == expected_raw(frames)
 
 
@@ -153,7 +198,8 @@ def test_rows_go_to_the_trading_day_of_their_recv_ts(tmp_path: Path) -> None:
 def test_parquet_error_rebuilds_from_journal(tmp_path: Path) -> None:
     frames = real_frames(3_000)
     disk = FullDisk(budget=10**9)
-    pipe = Pipeline(tmp_path, timezone=TZ, opener=disk, min_flush_rows=1_000)
+    pipe = Pipeline(tmp_path, timezone=TZ, opener=disk, min_flush_rows=1_000,
+                    normalize_every_frames=1)
     pipe.write(frames[:1_500])
     disk.budget = 0  # the disk fills: the row group cannot be written
     pipe.flush()  # not raised: the journal holds the frames; the files will be rebuilt
@@ -191,7 +237,8 @@ def test_a_parquet_error_whose_cleanup_fails_too_still_keeps_each_frame_once(
         unlink(path, missing_ok=missing_ok)
 
     monkeypatch.setattr(Path, "unlink", unlink_once_refused)
-    pipe = Pipeline(tmp_path, timezone=TZ, opener=opener, row_group_rows=1)
+    pipe = Pipeline(tmp_path, timezone=TZ, opener=opener, row_group_rows=1,
+                    normalize_every_frames=1)
     pipe.write(frames)  # the row groups fail, then dropping the partial fails: not raised
     assert refused and "No space left" in (pipe.stats().last_error or "")
     parquet_disk.budget = 10**9
