@@ -8,10 +8,13 @@ import json
 import os
 import pty
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
@@ -272,3 +275,70 @@ def test_recover_and_compact_say_what_the_system_refused(tmp_path: Path) -> None
     code, out = run("compact", str(tmp_path), "--date", "2026-04-30")
     assert code == 1 and "Traceback" not in out, out
     assert out.strip().splitlines()[-1].startswith(f"Error: cannot compact {tmp_path}: ")
+
+
+def recorder_process(*args: str, **kw: object) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "recorder", *args], **kw)  # type: ignore
+
+
+def test_a_standard_output_that_fails_is_one_line(tmp_path: Path) -> None:
+    """``> /dev/full``, for real: every command that prints a result used to end in a
+    traceback (OSError from the write, or from Python's flush at exit)."""
+    recording(tmp_path)
+    commands: list[tuple[str, ...]] = [
+        ("query", str(tmp_path), "SELECT seq FROM raw", "--format", fmt)
+        for fmt in ("table", "csv", "json", "parquet")]
+    commands += [("summary", str(tmp_path)), ("summary", str(tmp_path), "--json"),
+                 ("compact", str(tmp_path), "--date", "2026-04-30"), ("recover", str(tmp_path))]
+    for args in commands:
+        with open("/dev/full", "wb") as full:
+            done = subprocess.run([sys.executable, "-m", "recorder", *args], stdout=full,
+                                  stderr=subprocess.PIPE, text=True, timeout=60)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, (args, done.stderr)
+        assert done.stderr.splitlines()[-1] == (  # before it: compact's progress
+            "Error: cannot write standard output: No space left on device"), args
+
+
+def test_a_reader_that_stopped_reading_ends_the_command_quietly(tmp_path: Path) -> None:
+    """``recorder query ... | head``: the rest is not wanted; exit 1 with no traceback and no
+    message. The pipe's reading end is closed before the command writes, so that every write
+    fails, however large the pipe's buffer."""
+    recording(tmp_path)
+    commands: list[tuple[str, ...]] = [
+        ("query", str(tmp_path), "SELECT seq FROM raw", "--format", fmt)
+        for fmt in ("table", "csv", "json", "parquet")]
+    commands += [("summary", str(tmp_path))]
+    for args in commands:
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        try:
+            done = subprocess.run([sys.executable, "-m", "recorder", *args], stdout=write_end,
+                                  stderr=subprocess.PIPE, text=True, timeout=60)
+        finally:
+            os.close(write_end)
+        assert (done.returncode, done.stderr) == (1, ""), args
+
+
+LONG_QUERY = ("SELECT count(*) FROM range(400000) a, range(400000) b "
+              "WHERE (a.range * 7 + b.range) % 1000003 = 5")  # minutes of work
+
+
+def test_ctrl_c_stops_a_running_query(tmp_path: Path) -> None:
+    """DuckDB does not look at Python's signals while it runs a query: Ctrl-C did nothing
+    until the query ended by itself. It now stops it, says so, and leaves no file behind."""
+    recording(tmp_path)
+    target = tmp_path / "out" / "result.parquet"
+    target.parent.mkdir()
+    for extra in ((), ("--format", "csv"), ("--format", "parquet", "--output", str(target))):
+        proc = recorder_process("query", str(tmp_path), LONG_QUERY, *extra,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        cpu = psutil.Process(proc.pid)
+        deadline = time.monotonic() + 60
+        # started, imported and running the query: well past what starting up takes
+        while sum(cpu.cpu_times()[:2]) < 2.5:
+            assert proc.poll() is None and time.monotonic() < deadline, extra
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        assert (proc.returncode, out, err) == (130, b"", b"recorder: query interrupted\n"), extra
+        assert list(target.parent.iterdir()) == []

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import errno
 import os
 import re
+import signal
 import sys
-from contextlib import nullcontext
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -60,6 +64,79 @@ def _csv_cell(value: Any) -> Any:
     return _text(value)
 
 
+def _drop_stdout() -> None:
+    """Point standard output at /dev/null, so that Python's flush of what is still buffered,
+    at exit, does not fail again with a traceback."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no file descriptor (a test's captured stdout)
+        pass
+
+
+@contextmanager
+def to_stdout() -> Iterator[None]:
+    """Writing a result to standard output. A reader that stopped reading (``| head``) ends
+    the command quietly with exit 1, as click does; any other failure (``> /dev/full``) with
+    one line instead of a traceback."""
+    try:
+        yield
+        sys.stdout.flush()
+    except OSError as exc:
+        _drop_stdout()
+        if exc.errno == errno.EPIPE:
+            raise click.exceptions.Exit(1) from None
+        raise click.ClickException(
+            f"cannot write standard output: {exc.strerror or exc}") from None
+
+
+class QueryInterrupted(Exception):
+    pass
+
+
+@contextmanager
+def _stopped_by_ctrl_c(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Ctrl-C stops a running query. DuckDB does not look at Python's signals while it works,
+    so a thread woken by the signal (:func:`signal.set_wakeup_fd`) interrupts the connection;
+    DuckDB's error, or the KeyboardInterrupt that follows it, become :class:`QueryInterrupted`."""
+    import duckdb
+
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    try:
+        previous = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    except ValueError:  # not the main thread: Ctrl-C is not ours to watch
+        os.close(read_fd)
+        os.close(write_fd)
+        yield
+        return
+
+    def watch() -> None:
+        while data := os.read(read_fd, 64):  # empty once write_fd is closed
+            if signal.SIGINT in data:
+                con.interrupt()
+
+    watcher = threading.Thread(target=watch, name="query-ctrl-c", daemon=True)
+    watcher.start()
+    try:
+        try:
+            yield
+        except duckdb.InterruptException:
+            raise KeyboardInterrupt from None
+        except RuntimeError as exc:  # what some of DuckDB's calls raise instead
+            if "interrupted" not in str(exc).lower():
+                raise
+            raise KeyboardInterrupt from None
+    except KeyboardInterrupt:
+        raise QueryInterrupted from None
+    finally:
+        signal.set_wakeup_fd(previous)
+        os.close(write_fd)
+        watcher.join()
+        os.close(read_fd)
+
+
 def _parquet_to_stdout(rel: Any) -> None:
     """DuckDB writes Parquet only to a path: a temporary file, then its bytes to stdout."""
     import shutil
@@ -68,7 +145,7 @@ def _parquet_to_stdout(rel: Any) -> None:
     with tempfile.TemporaryDirectory(prefix="recorder-query-") as tmp:
         path = Path(tmp) / "out.parquet"
         rel.write_parquet(str(path), compression="zstd")
-        with open(path, "rb") as source:
+        with open(path, "rb") as source, to_stdout():
             sys.stdout.flush()
             shutil.copyfileobj(source, sys.stdout.buffer)
             sys.stdout.buffer.flush()
@@ -110,12 +187,14 @@ def _write_error(output: Path | None, exc: Exception) -> str | None:
 def _write(result: str | Rows, fmt: str, output: Path | None) -> None:
     """Print ``result`` to ``output`` (or standard output). A failed write of the file, at
     open, write or close (where a full disk shows, as the buffer is flushed), is one line."""
+    if output is None:
+        with to_stdout():
+            _print(sys.stdout, result, fmt)
+        return
     try:
-        with open(output, "w", newline="") if output else nullcontext(sys.stdout) as out:
+        with open(output, "w", newline="") as out:
             _print(out, result, fmt)
     except OSError as exc:
-        if output is None:
-            raise
         raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
 
 
@@ -157,13 +236,22 @@ def query(folder: Path, sql: str, fmt: str, output: Path | None) -> None:
         raise click.ClickException(f"cannot write {output}: no folder {output.parent}")
     try:
         con = open_views(folder)
-        result = _run(con, sql, fmt, output)
-    except duckdb.Error as exc:
-        raise click.ClickException(_write_error(output, exc) or str(exc).strip()) from None
     except (FileNotFoundError, NoRecording) as exc:
         raise click.ClickException(str(exc)) from None
-    if result is not None:
-        _write(result, fmt, output)
+    try:
+        with _stopped_by_ctrl_c(con):
+            try:
+                result = _run(con, sql, fmt, output)
+            except duckdb.InterruptException:
+                raise  # Ctrl-C, not a failed query
+            except duckdb.Error as exc:
+                raise click.ClickException(
+                    _write_error(output, exc) or str(exc).strip()) from None
+            if result is not None:
+                _write(result, fmt, output)
+    except QueryInterrupted:
+        click.echo("recorder: query interrupted", err=True)
+        raise click.exceptions.Exit(130) from None
 
 
 @click.command()
@@ -183,10 +271,11 @@ def summary(folder: Path, date: str | None, silence_seconds: float, as_json: boo
         result = summarize(folder, date, silence_seconds)
     except (NoRecording, Unreadable) as exc:
         raise click.ClickException(str(exc)) from None
-    if as_json:
-        click.echo(orjson.dumps(to_dict(result), option=orjson.OPT_INDENT_2).decode())
-    else:
-        click.echo(to_text(result))
+    with to_stdout():
+        if as_json:
+            click.echo(orjson.dumps(to_dict(result), option=orjson.OPT_INDENT_2).decode())
+        else:
+            click.echo(to_text(result))
 
 
 def _progress(line: str) -> None:
@@ -211,10 +300,11 @@ def compact(folder: Path, date: str) -> None:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:  # a full disk, a folder it may not write: the day is as it was
         raise click.ClickException(f"cannot compact {folder}: {os_reason(exc)}") from None
-    if not report.tables:
-        click.echo(f"{date}: nothing to compact")
-    for table, (files, rows) in sorted(report.tables.items()):
-        click.echo(f"{table}: {files} files -> 1 ({rows:,} rows)")
+    with to_stdout():
+        if not report.tables:
+            click.echo(f"{date}: nothing to compact")
+        for table, (files, rows) in sorted(report.tables.items()):
+            click.echo(f"{table}: {files} files -> 1 ({rows:,} rows)")
 
 
 @click.command()
@@ -231,5 +321,6 @@ def recover(folder: Path) -> None:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:  # a full disk, `_journal` not a folder: the journal is kept
         raise click.ClickException(f"cannot recover {folder}: {os_reason(exc)}") from None
-    click.echo(describe(report))
+    with to_stdout():
+        click.echo(describe(report))
 
