@@ -67,6 +67,14 @@ def test_broken_frames_never_raise(payload: bytes) -> None:
     assert classify(payload)[1] is None
 
 
+def test_a_conid_has_at_most_19_digits() -> None:
+    """An int64 has 19 digits; more is no conid, and is not worth turning into an int."""
+    nineteen = "9" * 19
+    assert signal_of(f'{{"topic":"smh+{nineteen}","serverId":"7"}}'.encode()) == SmhAnswer(
+        int(nineteen), "7")
+    assert signal_of(f'{{"topic":"smh+1{nineteen}","serverId":"7"}}'.encode()) is None
+
+
 def test_non_utf8_sts_still_read() -> None:
     assert signal_of(b'{"topic":"sts","args":{"authenticated":true,"message":"\x99"}}') == (
         AuthChanged(True, None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from recorder.actions import Action, Note, Send
 from recorder.config import SmhRequest
@@ -28,6 +29,19 @@ def test_message_shape() -> None:
     assert args == ('{"period":"2d","bar":"5min","source":"bid_ask","outsideRth":true,'
                     '"format":"%o/%c/%h/%l/%v/%t"}')
     assert orjson.loads(args)["outsideRth"] is True
+
+
+def test_at_least_one_slot() -> None:
+    with pytest.raises(ValueError, match="max_concurrent must be at least 1, got 0"):
+        SmhScheduler([SmhRequest(1)], 0, 30.0)
+    assert SmhScheduler([SmhRequest(1)], 1, 30.0).queued_count == 1
+
+
+def test_the_request_event_says_what_was_asked() -> None:
+    scheduler = SmhScheduler([SmhRequest(265598, "2d", "5min", "bid_ask", True)], 5, 30.0)
+    [note] = notes(scheduler.on_authenticated(0.0), "smh_request")
+    assert note.topic == "smh+265598"
+    assert note.detail == {"period": "2d", "bar": "5min", "source": "bid_ask"}
 
 
 def test_nothing_is_sent_before_authentication() -> None:
