@@ -32,6 +32,7 @@ from tests.faults_support import (
     raw_rows,
     run_cli,
     small_tmpfs,
+    spawn,
     spawn_record,
 )
 from tests.recording import timeout
@@ -152,15 +153,17 @@ async def _streaming(gw: SimGateway) -> None:
     await gw.wait_for(lambda: {"smd+265598", "sor", "spl"} <= gw.subscriptions(), timeout(20))
 
 
-async def _record_streaming(gw: SimGateway, tmp_path: Path, out: Path,
-                            frames: int) -> tuple[Path, int, Child]:
+async def _record_streaming(gw: SimGateway, tmp_path: Path, out: Path, frames: int, *,
+                            quiet: bool = True) -> tuple[Path, int, Child]:
     """``recorder record`` into ``out`` with the gateway at 300 frames/s, once ``frames`` more
     have streamed: its config file, its start time (ns) and the child."""
     gw.set_rate(300.0)
     config = tmp_path / "day.toml"
     config.write_text(config_text(gw, flush_seconds=FLUSH))
     started = time.time_ns()
-    child = await spawn_record(config, out, tmp_path / "log1.txt")
+    log = tmp_path / "log1.txt"
+    child = await (spawn_record(config, out, log) if quiet else
+                   spawn(["record", str(config), "--out", str(out)], log))
     try:
         await _streaming(gw)
         sent = len(gw.sent)
@@ -192,7 +195,7 @@ def test_a_second_signal_while_stopping_exits_at_once_and_recovery_loses_nothing
 
     async def main() -> None:
         async with SimGateway(SimOptions(seed=13, hb_interval=0.5, update_interval=0.05)) as gw:
-            _, started, child = await _record_streaming(gw, tmp_path, out, 200)
+            _, started, child = await _record_streaming(gw, tmp_path, out, 200, quiet=False)
             try:
                 gw.ignore_closes()
                 child.proc.send_signal(sig)
@@ -205,6 +208,7 @@ def test_a_second_signal_while_stopping_exits_at_once_and_recovery_loses_nothing
                 await child.kill()
             gw.set_rate(0)
             assert code == 128 + sig.value, child.text()
+            assert f"{sig.name}: stopping; publishing can take a while" in child.text()
             assert f"second {sig.name} while stopping: exiting now" in child.text()
             assert f"`recorder recover {out}`" in child.text()
             result = await asyncio.to_thread(run_cli, "recover", str(out))

@@ -193,6 +193,9 @@ async def _record(config: Config, redactor: Redactor,
     def on_signal(sig: signal.Signals) -> None:
         if not stop.is_set():
             stop.set()
+            logging.getLogger(__name__).info(
+                "%s: stopping; publishing can take a while on a busy day, a second %s exits "
+                "at once and leaves the rest to `recorder recover`", sig.name, sig.name)
             return
         # asked twice: the stop is taking too long for the user (a gateway that does not
         # close, a hung disk); what was journaled stays for recovery, as after a kill -9
