@@ -98,7 +98,7 @@ def _table_summary(con: duckdb.DuckDBPyConnection, root: Path, table: str,
     except duckdb.Error as exc:
         for path in sorted((root / table).glob("date=*/*.parquet")):  # the same, file by file
             try:
-                con.execute(sql.format(f"({table_sql(root, table, str(path))})"), params)
+                con.execute(sql.format(f"({table_sql(root, table, path)})"), params)
             except duckdb.Error as file_exc:
                 raise Unreadable(f"cannot read {path}: {first_line(file_exc)}") from None
         raise Unreadable(f"cannot read {table} in {root}: {first_line(exc)}") from None

@@ -1,7 +1,7 @@
 """DuckDB views over a recording folder: what ``recorder.open`` and ``recorder query`` see.
 
-One view per table over ``DIR/<table>/date=*/*.parquet`` (hive partitioning on, so every view
-has a ``date`` column), plus three derived views:
+One view per table over ``DIR/<table>/date=*/*.parquet``, each with a ``date`` column (the
+trading day its file's folder names), plus three derived views:
 
 - ``quotes``: ``market_data`` with every column carried forward per conid in receive order
   (``recv_ts, seq``): the full quote state at each update, since smd frames are deltas; a
@@ -21,6 +21,11 @@ Rules:
   :func:`recorder.schema.arrow_schema` (and ``date``), so queries written for a full day run
   on an empty one. The glob is read at each query (``allow_empty``, DuckDB 2.0), so a view
   shows the files published after the connection was opened, even a table's first.
+- The folder's path is taken literally: ``*``, ``?`` and ``[`` in it are escaped in the glob,
+  so ``run[1]`` reads its own files and ``x*y`` not a neighbour's too. ``date`` comes from
+  the file's own ``date=`` folder, not from DuckDB's hive partitioning, which reads every
+  ``key=value`` in the path and lets an outer one (``lake/date=2026-01-01/DIR``) win; a
+  filter on ``date`` still skips the other days' files.
 - Views are bound when queried, not when created (``DEFER_BINDING``): a file that is not
   Parquet, or one whose columns cannot be read as its table's, fails the queries that read its
   table (DuckDB's message names it), not the opening of the folder nor the other tables.
@@ -32,6 +37,7 @@ Rules:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
@@ -43,6 +49,8 @@ from recorder.schema import TABLES, arrow_schema, columns
 
 _CARRY_KEYS: Final = ("recv_ts", "seq", "conid")
 _CLEARED: Final = "cleared"  # market_data's list of field ids a frame sent blank
+_FILE: Final = "_recorder_file"  # the path of the file a row was read from, inside a view
+_GLOB_CHARS: Final = re.compile(r"[*?\[]")
 
 
 def sql_string(text: str) -> str:
@@ -65,8 +73,14 @@ def duckdb_type(arrow_type: pa.DataType) -> str:
     return simple[arrow_type]
 
 
+def glob_escape(path: str) -> str:
+    """``path`` as a DuckDB glob that matches only itself: ``*``, ``?`` and ``[`` each in a
+    bracket of its own (``run[1]`` -> ``run[[]1]``)."""
+    return _GLOB_CHARS.sub(lambda m: f"[{m[0]}]", path)
+
+
 def table_glob(root: Path, table: str) -> str:
-    return str(root / table / "date=*" / "*.parquet")
+    return f"{glob_escape(str(root / table))}/date=*/*.parquet"
 
 
 def view_type(arrow_type: pa.DataType) -> str:
@@ -77,25 +91,26 @@ def view_type(arrow_type: pa.DataType) -> str:
 
 
 def _no_rows(table: str, type_of: Callable[[pa.DataType], str]) -> str:
-    """A SELECT of no rows with every column of ``table`` (and ``date``), typed."""
+    """A SELECT of no rows with every column of ``table`` (and the file's path), typed."""
     columns = [f'CAST(NULL AS {type_of(f.type)}) AS "{f.name}"' for f in arrow_schema(table)]
-    return f"SELECT {', '.join(columns)}, CAST(NULL AS DATE) AS date WHERE false"
+    return f"SELECT {', '.join(columns)}, CAST(NULL AS VARCHAR) AS {_FILE} WHERE false"
 
 
-def table_sql(root: Path, table: str, files: str | None = None) -> str:
-    """The SELECT behind a table's view: its files (``files``, a glob or path under ``root``
-    to read only those). Files written before a column was added lack it; ``UNION ALL BY
-    NAME`` with a typed empty SELECT gives it to them as null (even when no file has it yet, or
-    there is no file at all), and projections and filters still reach the Parquet reader."""
+def table_sql(root: Path, table: str, file: Path | None = None) -> str:
+    """The SELECT behind a table's view: its files (or only ``file``). Files written before a
+    column was added lack it; ``UNION ALL BY NAME`` with a typed empty SELECT gives it to them
+    as null (even when no file has it yet, or there is no file at all), and projections and
+    filters still reach the Parquet reader."""
     columns = [
         f'CAST("{f.name}" AS {view_type(f.type)}) AS "{f.name}"'
         if view_type(f.type) != duckdb_type(f.type) else f'"{f.name}"'
         for f in arrow_schema(table)
     ]
-    glob = files or table_glob(root, table)
-    read = (f"SELECT * FROM read_parquet({sql_string(glob)}, "
-            "hive_partitioning = true, union_by_name = true, allow_empty = true)")
-    return (f"SELECT {', '.join(columns)}, date FROM ({read} "
+    glob = glob_escape(str(file)) if file else table_glob(root, table)
+    read = (f"SELECT * FROM read_parquet({sql_string(glob)}, hive_partitioning = false, "
+            f"union_by_name = true, allow_empty = true, filename = {sql_string(_FILE)})")
+    date = f"TRY_CAST(regexp_extract({_FILE}, '/date=([^/]*)/[^/]*$', 1) AS DATE) AS date"
+    return (f"SELECT {', '.join(columns)}, {date} FROM ({read} "
             f"UNION ALL BY NAME {_no_rows(table, duckdb_type)})")
 
 

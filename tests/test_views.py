@@ -17,6 +17,7 @@ from recorder.normalizer import normalize
 from recorder.schema import TABLES, arrow_schema
 from recorder.schema import columns as schema_columns
 from recorder.storage import Pipeline
+from recorder.summary import summarize
 from recorder.views import NoRecording
 from tests.storage_frames import T0, real_frames, real_payloads
 
@@ -113,6 +114,42 @@ def test_tables_match_what_was_recorded(tmp_path: Path) -> None:
     # a published file name is visible in the view's filename list
     assert con.execute("SELECT count(DISTINCT filename) FROM read_parquet("
                        f"'{tmp_path}/raw/date=*/*.parquet', filename=true)").fetchall() == [(4,)]
+
+
+@pytest.mark.parametrize("name, neighbour", [
+    ("x*y", "xZZy"), ("q?", "qA"), ("run[1]", "run1"), ("a[b-c]", "ab"), ("[", "b")])
+def test_a_folder_name_is_taken_literally(tmp_path: Path, name: str, neighbour: str) -> None:
+    """``*``, ``?`` and ``[`` in the folder's path were glob characters to DuckDB: ``x*y``
+    also read its neighbour ``xZZy``'s files, and ``run[1]`` read none of its own."""
+    mine, theirs = real_frames(30), real_frames(70, first_seq=1_000)
+    record(tmp_path / name, mine)
+    record(tmp_path / neighbour, theirs)
+    con = recorder.open(tmp_path / name)
+    assert con.execute("SELECT min(seq), max(seq), count(*) FROM raw").fetchall() == [(1, 30, 30)]
+    assert con.execute("SELECT count(*) FROM market_data").fetchall() == [
+        (normalize(mine)["market_data"].num_rows,)]
+    summary = summarize(tmp_path / name)
+    assert {t.table: t.rows for t in summary.tables}["raw"] == 30
+
+
+def test_date_comes_from_the_recordings_own_folders(tmp_path: Path) -> None:
+    """DuckDB's hive partitioning reads every ``key=value`` in a path and an outer one wins:
+    a recording kept in ``lake/date=2020-01-01/DIR`` showed every row on 2020-01-01, and a
+    filter on the real day found nothing. A filter on ``date`` still reads only that day's
+    files."""
+    root = tmp_path / "lake" / "date=2020-01-01" / "day"
+    frames = real_frames(40) + real_frames(60, start_ns=T0 + 86_400 * 10**9, first_seq=41)
+    record(root, frames, rotate_every=50)  # 40 on the first day, then 10 and 50
+    con = recorder.open(root)
+    assert con.execute("SELECT date::VARCHAR, count(*) FROM raw GROUP BY 1 ORDER BY 1"
+                       ).fetchall() == [("2026-04-30", 40), ("2026-05-01", 60)]
+    plan = con.execute("EXPLAIN ANALYZE SELECT count(*) FROM raw "
+                       "WHERE date = DATE '2026-05-01'").fetchall()[0][1]
+    assert re.search(r"Scanning Files: 2/3\b", plan), plan
+    assert con.execute("SELECT count(*) FROM raw WHERE date = DATE '2026-05-01'").fetchall() == [
+        (60,)]
+    summary = summarize(root, "2026-05-01")
+    assert {t.table: (t.rows, t.files) for t in summary.tables}["raw"] == (60, 2)
 
 
 def test_quotes_carry_every_column_forward_per_conid(tmp_path: Path) -> None:
