@@ -96,23 +96,26 @@ def _day(ns: int, zone: ZoneInfo) -> str:
 
 
 def split_by_date(table: pa.Table, timezone: str) -> dict[str, pa.Table]:
-    """Rows of ``table`` grouped by the trading day of ``recv_ts`` in ``timezone``."""
+    """Rows of ``table`` grouped by the trading day of ``recv_ts`` in ``timezone``.
+
+    The day is Python's (:mod:`zoneinfo`, which falls back to the ``tzdata`` package), not
+    Arrow's, which reads only the system's zone database: without one (a slim container),
+    Arrow failed on every batch that crossed midnight, and nothing was published after it."""
     if table.num_rows == 0:
         return {}
     zone = ZoneInfo(timezone)
-    ts = table.column("recv_ts")
-    bounds = pc.min_max(ts)
-    low = bounds["min"].cast(pa.int64()).as_py()
-    high = bounds["max"].cast(pa.int64()).as_py()
-    first, last = _day(low, zone), _day(high, zone)
+    ns = table.column("recv_ts").cast(pa.int64())
+    bounds = pc.min_max(ns)
+    first, last = _day(bounds["min"].as_py(), zone), _day(bounds["max"].as_py(), zone)
     if first == last:  # the common case: a whole batch in one day
         return {first: table}
-    local = pc.local_timestamp(ts.cast(pa.timestamp("ns", tz=timezone)))
-    days = pc.cast(local, pa.date32())
-    out: dict[str, pa.Table] = {}
-    for day in pc.unique(days).to_pylist():
-        out[day.isoformat()] = table.filter(pc.equal(days, pa.scalar(day, pa.date32())))
-    return out
+    # a day per distinct second (a batch spans seconds to minutes), then per row
+    seconds = pc.divide(ns, 1_000_000_000)
+    distinct = pc.unique(seconds)
+    day_of = pa.array([_day(s * 1_000_000_000, zone) for s in distinct.to_pylist()])
+    days = day_of.take(pc.index_in(seconds, value_set=distinct))
+    return {day: table.filter(pc.equal(days, day))
+            for day in sorted(set(day_of.to_pylist()))}
 
 
 class PartialFile:

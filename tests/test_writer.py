@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import importlib.resources
+import random
+import zoneinfo
+from collections.abc import Iterator
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -86,6 +93,52 @@ def test_rows_split_by_trading_day_in_the_timezone() -> None:
     assert split_by_date(table([]), "UTC") == {}
     assert hhmmss(MIDNIGHT_NY, "America/New_York") == "000000"
     assert hhmmss(MIDNIGHT_NY, "UTC") == "040000"
+
+
+@pytest.fixture
+def python_only_zone(tmp_path: Path) -> Iterator[str]:
+    """New York's rules under a name only Python's zoneinfo finds (as on a machine whose zones
+    come from the tzdata package alone): Arrow looks in the system's database only."""
+    source = importlib.resources.files("tzdata.zoneinfo").joinpath("America/New_York")
+    (tmp_path / "Test").mkdir()
+    (tmp_path / "Test" / "Zone").write_bytes(source.read_bytes())
+    zoneinfo.reset_tzpath([str(tmp_path)])
+    zoneinfo.ZoneInfo.clear_cache()
+    try:
+        yield "Test/Zone"
+    finally:
+        zoneinfo.reset_tzpath()
+        zoneinfo.ZoneInfo.clear_cache()
+
+
+def test_a_batch_across_midnight_splits_with_a_zone_only_python_knows(
+        python_only_zone: str) -> None:
+    """Arrow's ``local_timestamp`` failed (ArrowInvalid) on such a zone, so storage failed at
+    the first batch after midnight, and recovery with a traceback."""
+    with pytest.raises(pa.ArrowInvalid):  # what the split must not depend on
+        pc.local_timestamp(pa.array([EVE], pa.timestamp("ns", tz=python_only_zone)))
+    t = table([EVE - 1, EVE, MIDNIGHT_NY, MIDNIGHT_NY + 5])
+    assert {d: v.column("seq").to_pylist() for d, v in split_by_date(t, python_only_zone).items()
+            } == {"2026-04-29": [1, 2], "2026-04-30": [3, 4]}
+
+
+@pytest.mark.parametrize("zone", ["America/New_York", "Europe/London", "Asia/Kolkata",
+                                  "America/Havana", "Pacific/Chatham"])
+def test_the_split_gives_each_row_the_day_python_gives_it(zone: str) -> None:
+    """Around the days clocks change (Havana's change at midnight), rows in random order,
+    several midnights in one batch."""
+    rng = random.Random(zone)
+    # from the day before each change of 2026 (US Mar 8, Nov 1; EU Mar 29, Oct 25), 3 days
+    starts = [1_772_841_600, 1_774_656_000, 1_792_800_000, 1_793_404_800]
+    stamps = [(s + rng.randrange(3 * 86_400)) * 10**9 + rng.randrange(10**9)
+              for s in starts for _ in range(300)]
+    rng.shuffle(stamps)
+    got = {d: v.column("seq").to_pylist() for d, v in split_by_date(table(stamps), zone).items()}
+    want: dict[str, list[int]] = {}
+    for seq, ns in enumerate(stamps, 1):
+        day = dt.datetime.fromtimestamp(ns // 10**9, ZoneInfo(zone)).date().isoformat()
+        want.setdefault(day, []).append(seq)
+    assert got == want
 
 
 def test_full_disk_leaves_nothing_visible(tmp_path: Path) -> None:
