@@ -3,7 +3,8 @@
 One view per table over ``DIR/<table>/date=*/*.parquet``, each with a ``date`` column (the
 trading day its file's folder names), plus three derived views:
 
-- ``quotes``: ``market_data`` with every column carried forward per conid in receive order
+- ``quotes``: ``market_data`` with every column carried forward per stream (``conid``, and
+  ``conid_ex`` when a routing exchange was asked for) in receive order
   (``recv_ts, seq``): the full quote state at each update, since smd frames are deltas; a
   column a frame sent blank (listed in ``cleared``: a bid withdrawn) is null from there on,
   until a value comes again;
@@ -115,10 +116,13 @@ def table_sql(root: Path, table: str, file: Path | None = None) -> str:
 
 
 def quotes_sql() -> str:
-    """Each column's latest value per conid: the latest non-null one, or null since a frame
-    cleared it (sent one of its field ids blank). A struct carries the value, so a cleared
-    column's null is a value that ``IGNORE NULLS`` keeps."""
-    window = "OVER (PARTITION BY conid ORDER BY recv_ts, seq ROWS UNBOUNDED PRECEDING)"
+    """Each column's latest value per stream (conid, and the routing exchange ``conid_ex``
+    names: ``265598`` and ``265598@NASDAQ`` are two books): the latest non-null one, or null
+    since a frame cleared it (sent one of its field ids blank). A struct carries the value, so
+    a cleared column's null is a value that ``IGNORE NULLS`` keeps."""
+    # a frame without conidEx (gateways before 2023) is the conid's plain stream
+    stream = "conid, coalesce(conid_ex, CAST(conid AS VARCHAR))"
+    window = f"OVER (PARTITION BY {stream} ORDER BY recv_ts, seq ROWS UNBOUNDED PRECEDING)"
     cols = []
     for col in columns("market_data"):
         name = col.name

@@ -211,6 +211,33 @@ def test_quotes_clear_a_column_a_frame_sent_blank(tmp_path: Path) -> None:
             ] == [None, None, None, ["84", "87"], None, None, None, ["86"]]
 
 
+def test_quotes_keep_a_routed_stream_apart_from_the_plain_one(tmp_path: Path) -> None:
+    """``265598`` and ``265598@NASDAQ`` are two books of one conid: a SMART row took the
+    NASDAQ row's values. A frame without ``conidEx`` (gateways before 2023) is the plain one."""
+    def smd(conid_ex: str | None, fields: str) -> bytes:
+        ex = f'"conidEx":"{conid_ex}",' if conid_ex else ""
+        return (f'{{"server_id":"q1",{ex}"conid":265598,"_updated":1777552169161{fields},'
+                f'"topic":"smd+265598"}}').encode()
+
+    payloads = [
+        smd("265598", ',"31":"271.25","84":"271.20"'),
+        smd("265598@NASDAQ", ',"31":"271.30"'),
+        smd("265598", ',"86":"271.27"'),
+        smd("265598@NASDAQ", ',"84":"271.10"'),
+        smd(None, ',"86":"271.28"'),
+    ]
+    frames = [Frame(T0 + i * 1000, 1, i + 1, "in", p) for i, p in enumerate(payloads)]
+    record(tmp_path, frames)
+    con = recorder.open(tmp_path)
+    assert con.execute("SELECT conid_ex, last, bid, ask FROM quotes ORDER BY seq").fetchall() == [
+        ("265598", 271.25, 271.20, None),
+        ("265598@NASDAQ", 271.30, None, None),
+        ("265598", 271.25, 271.20, 271.27),
+        ("265598@NASDAQ", 271.30, 271.10, None),
+        ("265598", 271.25, 271.20, 271.28),
+    ]
+
+
 def test_files_from_before_a_column_was_added_read_it_as_null(tmp_path: Path) -> None:
     """A folder recorded by schema version 1 has no ``cleared``; its views still work, and a
     day mixing old and new files reads the old rows' ``cleared`` as null."""
