@@ -45,7 +45,7 @@ _BARS = frozenset(
 _PERIOD_MAX = {"min": 30, "h": 8, "d": 1000, "w": 792, "m": 182, "y": 15}
 _PERIOD = re.compile(r"([1-9][0-9]{0,3})(" + "|".join(_PERIOD_MAX) + ")")
 _SOURCES = ("trades", "midpoint", "bid_ask", "bid", "ask")
-_SMD_CONID = re.compile(r"[1-9][0-9]{0,11}(@[A-Za-z0-9_.]+)?")
+_SMD_CONID = re.compile(r"[1-9][0-9]{0,11}(@[A-Za-z0-9_.]+)?")  # MAX_CONID_DIGITS
 _FIELD = re.compile(r"[0-9]{1,6}")
 _MISSING: Any = object()
 
@@ -208,12 +208,20 @@ def check_url(url: str, key: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+MAX_CONID_DIGITS = 12  # IBKR's conids have up to 9 or 10; an int64 would take 19
+
+
 def check_conid(value: Any, key: str) -> int:
-    """A contract id: a positive integer, or a string of digits."""
+    """A contract id: a positive integer of at most :data:`MAX_CONID_DIGITS` digits, or a
+    string of them. A longer one is a typo, and one past an int64 broke the gateway's (the
+    simulator's) encoding of its frames, a reconnect loop instead of an error."""
     if isinstance(value, str) and value.strip().isdigit() and value.strip().isascii():
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigError(key, f"must be a numeric conid such as 265598, got {_kind(value)}")
+    if value >= 10**MAX_CONID_DIGITS:
+        raise ConfigError(key, f"must be a conid of at most {MAX_CONID_DIGITS} digits, "
+                               f"got {value}")
     return value
 
 

@@ -260,6 +260,11 @@ def test_parse_specs() -> None:
          "at least 60"),
         ("[session]\nsmh_timeout_seconds = 0.01\n", "session.smh_timeout_seconds", "at least 1"),
         ("[[smh]]\nconid = 1\nevery_seconds = 0.001\n", "smh[0].every_seconds", "at least 1"),
+        ("[[smd]]\nconids = [99999999999999999999]\n", "smd[0].conids[0]", "at most 12 digits"),
+        ("[[smd]]\nconids = [1000000000000]\n", "smd[0].conids[0]", "at most 12 digits"),
+        ('[[smh]]\nconid = "1000000000000"\n', "smh[0].conid", "at most 12 digits"),
+        ('[[sbd]]\naccount = "DU1"\nconid = 99999999999999999999\n', "sbd[0].conid",
+         "at most 12 digits"),
     ],
 )
 def test_refusals_name_the_key(tmp_path: Path, text: str, key: str, words: str) -> None:
@@ -340,6 +345,14 @@ def test_a_directory_or_binary_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"a = \"\x99\"\n")
     with pytest.raises(ConfigError, match="UTF-8"):
         load_config(path)
+
+
+def test_a_file_saved_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
+    """Windows editors start UTF-8 files with a BOM, which TOML refused as 'Invalid
+    statement (at line 1, column 1)'."""
+    path = tmp_path / "day.toml"
+    path.write_bytes(b"\xef\xbb\xbf[[smd]]\nconids = [265598]\n")
+    assert load_config(path).smd[0].conids == ("265598",)
 
 
 def test_the_lowest_timers_allowed_are_accepted(tmp_path: Path) -> None:
