@@ -70,6 +70,18 @@ def test_query_formats(tmp_path: Path) -> None:
     assert code == 1 and "nope" in out and "Traceback" not in out
 
 
+def test_sql_that_starts_with_a_comment_is_sql_not_an_option(tmp_path: Path) -> None:
+    """Every cookbook query in the README starts with ``-- what it does``: pasted as it is,
+    click refused it as an unknown option."""
+    recording(tmp_path)
+    sql = "-- rows of raw\nSELECT count(*) AS n FROM raw"
+    for args in ([str(tmp_path), sql, "--format", "csv"], ["--format", "csv", str(tmp_path), sql],
+                 ["--format", "csv", "--", str(tmp_path), sql]):
+        assert run("query", *args) == (0, "n\n300\n"), args
+    code, out = run("query", str(tmp_path), "SELECT 1", "--formt", "csv")
+    assert code == 2 and "No such option '--formt'" in out
+
+
 def test_summary_text_json_and_empty(tmp_path: Path) -> None:
     recording(tmp_path / "data")
     code, out = run("summary", str(tmp_path / "data"), "--json")

@@ -215,7 +215,21 @@ def _print(out: TextIO, result: str | Rows, fmt: str) -> None:
                                option=orjson.OPT_NON_STR_KEYS).decode() + "\n")
 
 
-@click.command()
+class _SqlCommand(click.Command):
+    """SQL may start with a ``--`` comment, as the README's cookbook queries do, and click took
+    it for an option ("No such option"). No option name holds whitespace, so an argument that
+    starts with ``-`` and holds whitespace goes after a ``--``, where click reads arguments."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        end = args.index("--") if "--" in args else len(args)
+        sql = [a for a in args[:end] if a.startswith("-") and any(c.isspace() for c in a)]
+        if sql:
+            rest = [a for a in args[:end] if a not in sql]
+            args = [*rest, "--", *sql, *args[end + 1:]]
+        return super().parse_args(ctx, args)
+
+
+@click.command(cls=_SqlCommand)
 @click.argument("folder", type=_DIR)
 @click.argument("sql")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]),
