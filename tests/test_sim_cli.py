@@ -58,6 +58,12 @@ def test_bad_values_get_one_line_errors_and_exit_2() -> None:
         ["--grid", "0.5"],  # paces --rate: nothing to pace
         ["--rate", "100", "--burst", "--grid", "0.5"],
         ["--rate", "100", "--grid", "0"],
+        # nan passed every "> 0" check: --expire-after nan expired the session at once
+        ["--expire-after", "nan"], ["--drop-every", "inf"], ["--bad-utf8-every", "nan"],
+        ["--malformed-every", "inf"], ["--stall-every", "nan:1"], ["--stall-every", "5:inf"],
+        ["--maintenance-every", "60:nan"], ["--rate", "nan"], ["--rate", "inf"],
+        ["--rate", "5", "--grid", "nan"], ["--hb-interval", "nan"],
+        ["--burst"],  # bursts of --rate frames: nothing to burst
     ):
         result = CliRunner().invoke(cli, ["sim", *args])
         assert result.exit_code == 2, args

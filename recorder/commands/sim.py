@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import signal
 from typing import Any
 
@@ -18,8 +19,16 @@ from recorder.waiting import wait_set
 
 
 def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
-    if value is not None and value <= 0:
-        raise click.BadParameter("must be > 0")
+    """A number of seconds (or frames/s): finite and above 0. ``nan`` passed ``<= 0`` and
+    made a fault fire at once and again every tick."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise click.BadParameter(f"must be a number > 0, got {value}")
+    return value
+
+
+def _rate(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    if not math.isfinite(value) or value < 0:
+        raise click.BadParameter(f"must be a number >= 0 (frames/s), got {value}")
     return value
 
 
@@ -33,7 +42,7 @@ def _every_for(
         pair = (float(every), float(duration))
     except ValueError:
         raise click.BadParameter("expected EVERY:DURATION in seconds, e.g. 60:5") from None
-    if not sep or pair[0] <= 0 or pair[1] <= 0:
+    if not sep or not all(math.isfinite(x) and x > 0 for x in pair):
         raise click.BadParameter("expected EVERY:DURATION in seconds, both > 0, e.g. 60:5")
     return pair
 
@@ -94,7 +103,8 @@ def _every_for(
     "--rate",
     default=0.0,
     show_default=True,
-    type=click.FloatRange(min=0),
+    type=float,
+    callback=_rate,
     help="Extra real-shaped frames/s to every logged-in socket.",
 )
 @click.option(
@@ -168,6 +178,8 @@ def sim(**kw: Any) -> None:
     )
     if kw["grid"] is not None and (kw["rate"] <= 0 or kw["burst"]):
         raise click.UsageError("--grid paces --rate frames: give --rate, and not --burst")
+    if kw["burst"] and kw["rate"] <= 0:
+        raise click.UsageError("--burst sends --rate frames in bursts: give --rate too")
     try:
         options = SimOptions(
             seed=kw["seed"],
