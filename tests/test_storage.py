@@ -114,15 +114,20 @@ def test_row_groups_follow_flushes_and_size(tmp_path: Path) -> None:
     assert raw_rows(tmp_path) == expected_raw(frames)
 
 
-def test_frames_are_journaled_at_once_and_normalized_in_batches(tmp_path: Path) -> None:
-    """Normalizing costs per call: small writes (a flush's worth at a low rate) are journaled
-    and fsynced at once but normalized ``normalize_every_frames`` at a time, and at rotation."""
-    calls: list[int] = []
-
+def counting_normalize(calls: list[int]) -> Callable[[Sequence[Frame]], dict[str, pa.Table]]:
+    """The real normalizer, noting how many frames each call was given."""
     def counting(frames: Sequence[Frame]) -> dict[str, pa.Table]:
         calls.append(len(frames))
         return normalize(frames)
 
+    return counting
+
+
+def test_frames_are_journaled_at_once_and_normalized_in_batches(tmp_path: Path) -> None:
+    """Normalizing costs per call: small writes (a flush's worth at a low rate) are journaled
+    and fsynced at once but normalized ``normalize_every_frames`` at a time, and at rotation."""
+    calls: list[int] = []
+    counting = counting_normalize(calls)
     frames = real_frames(2_300)
     pipe = Pipeline(tmp_path, timezone=TZ, normalize=counting, normalize_every_frames=1_000)
     for start in range(0, 2_300, 400):
@@ -141,11 +146,7 @@ def test_frames_are_journaled_at_once_and_normalized_in_batches(tmp_path: Path) 
 
 def test_rotation_normalizes_what_is_left(tmp_path: Path) -> None:
     calls: list[int] = []
-
-    def counting(frames: Sequence[Frame]) -> dict[str, pa.Table]:
-        calls.append(len(frames))
-        return normalize(frames)
-
+    counting = counting_normalize(calls)
     frames = real_frames(700)
     pipe = Pipeline(tmp_path, timezone=TZ, normalize=counting, normalize_every_frames=1_000)
     pipe.write(frames[:500])
