@@ -45,7 +45,7 @@ _BARS = frozenset(
 _PERIOD_MAX = {"min": 30, "h": 8, "d": 1000, "w": 792, "m": 182, "y": 15}
 _PERIOD = re.compile(r"([1-9][0-9]{0,3})(" + "|".join(_PERIOD_MAX) + ")")
 _SOURCES = ("trades", "midpoint", "bid_ask", "bid", "ask")
-_SMD_CONID = re.compile(r"[1-9][0-9]{0,11}(@[A-Za-z0-9_.]+)?")  # MAX_CONID_DIGITS
+_SMD_CONID = re.compile(r"[1-9][0-9]{0,11}(@[A-Za-z0-9_.]+)?")  # 12 digits: MAX_CONID_DIGITS
 _FIELD = re.compile(r"[0-9]{1,6}")
 _MISSING: Any = object()
 
