@@ -244,8 +244,7 @@ class Pipeline:
             else:
                 segment.path.unlink()
                 fsync_dir(segment.path.parent)
-            self._files, self._buffers, self._buffered = {}, {}, {}
-            self._unnormalized = []
+            self._forget_rows()
             self._replay = False
         while self._pending:
             number = self._pending[0]
@@ -277,8 +276,7 @@ class Pipeline:
                 log.warning("closing the journal segment failed: %s", exc)
         for part in self._files.values():
             part.abort()
-        self._files, self._buffers, self._buffered = {}, {}, {}
-        self._unnormalized = []
+        self._forget_rows()
         self._lock.release()
 
     # -- internals ---------------------------------------------------------------------------
@@ -301,6 +299,13 @@ class Pipeline:
         self._number = number
         self._name_time = hhmmss(created, self.timezone)
         return self._segment
+
+    def _forget_rows(self) -> None:
+        """Drop every row not yet published (the journal holds their frames): the buffers, the
+        files being written (abort them first where they may hold rows), and the frames not yet
+        normalized."""
+        self._files, self._buffers, self._buffered = {}, {}, {}
+        self._unnormalized = []
 
     def _normalize_journaled(self) -> None:
         frames, self._unnormalized = self._unnormalized, []
@@ -358,8 +363,7 @@ class Pipeline:
         self._replay = True
         for part in self._files.values():
             part.abort()
-        self._files, self._buffers, self._buffered = {}, {}, {}
-        self._unnormalized = []
+        self._forget_rows()
 
     def _note_error(self, doing: str, exc: BaseException) -> None:
         self.last_error = f"{doing}: {type(exc).__name__}: {exc}"
