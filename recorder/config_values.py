@@ -45,7 +45,8 @@ _BARS = frozenset(
 _PERIOD_MAX = {"min": 30, "h": 8, "d": 1000, "w": 792, "m": 182, "y": 15}
 _PERIOD = re.compile(r"([1-9][0-9]{0,3})(" + "|".join(_PERIOD_MAX) + ")")
 _SOURCES = ("trades", "midpoint", "bid_ask", "bid", "ask")
-_SMD_CONID = re.compile(r"[1-9][0-9]{0,11}(@[A-Za-z0-9_.]+)?")  # 12 digits: MAX_CONID_DIGITS
+MAX_CONID_DIGITS = 12  # IBKR's conids have up to 9 or 10; an int64 would take 19
+_SMD_CONID = re.compile(rf"[1-9][0-9]{{0,{MAX_CONID_DIGITS - 1}}}(@[A-Za-z0-9_.]+)?")
 _FIELD = re.compile(r"[0-9]{1,6}")
 _MISSING: Any = object()
 
@@ -206,9 +207,6 @@ def check_url(url: str, key: str) -> str:
         raise ConfigError(key, f"must be the gateway's base URL, without a path, like "
                                f"https://localhost:5000, got {url!r}")
     return f"{parts.scheme}://{parts.netloc}"
-
-
-MAX_CONID_DIGITS = 12  # IBKR's conids have up to 9 or 10; an int64 would take 19
 
 
 def check_conid(value: Any, key: str) -> int:
