@@ -10,7 +10,6 @@ import pty
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from click.testing import CliRunner
 
 from recorder.cli import cli
 from recorder.storage import Pipeline
+from tests.faults_support import RECORDER
 from tests.storage_frames import T0, real_frames, rows
 
 
@@ -212,7 +212,7 @@ def test_parquet_to_a_terminal_is_refused(tmp_path: Path) -> None:
     recording(tmp_path)
     leader, follower = pty.openpty()
     try:
-        done = subprocess.run([sys.executable, "-m", "recorder", "query", str(tmp_path),
+        done = subprocess.run([*RECORDER, "query", str(tmp_path),
                                "SELECT 1", "--format", "parquet"], stdout=follower,
                               stderr=subprocess.PIPE, timeout=60)
     finally:
@@ -290,7 +290,7 @@ def test_recover_and_compact_say_what_the_system_refused(tmp_path: Path) -> None
 
 
 def recorder_process(*args: str, **kw: object) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "recorder", *args], **kw)  # type: ignore
+    return subprocess.Popen([*RECORDER, *args], **kw)  # type: ignore
 
 
 def test_a_standard_output_that_fails_is_one_line(tmp_path: Path) -> None:
@@ -304,7 +304,7 @@ def test_a_standard_output_that_fails_is_one_line(tmp_path: Path) -> None:
                  ("compact", str(tmp_path), "--date", "2026-04-30"), ("recover", str(tmp_path))]
     for args in commands:
         with open("/dev/full", "wb") as full:
-            done = subprocess.run([sys.executable, "-m", "recorder", *args], stdout=full,
+            done = subprocess.run([*RECORDER, *args], stdout=full,
                                   stderr=subprocess.PIPE, text=True, timeout=60)
         assert done.returncode == 1 and "Traceback" not in done.stderr, (args, done.stderr)
         assert done.stderr.splitlines()[-1] == (  # before it: compact's progress
@@ -324,7 +324,7 @@ def test_a_reader_that_stopped_reading_ends_the_command_quietly(tmp_path: Path) 
         read_end, write_end = os.pipe()
         os.close(read_end)
         try:
-            done = subprocess.run([sys.executable, "-m", "recorder", *args], stdout=write_end,
+            done = subprocess.run([*RECORDER, *args], stdout=write_end,
                                   stderr=subprocess.PIPE, text=True, timeout=60)
         finally:
             os.close(write_end)
