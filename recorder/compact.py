@@ -53,7 +53,13 @@ from recorder.journal import JOURNAL_DIR, Opener, default_opener, fsync_dir, lis
 from recorder.messages import first_line
 from recorder.recover import Progress, quiet
 from recorder.schema import arrow_schema
-from recorder.writer import PartialFile, file_metadata, partition_dir, segment_of
+from recorder.writer import (
+    PartialFile,
+    file_metadata,
+    partition_dir,
+    segment_of,
+    segment_span,
+)
 
 INTENT_DIR: Final = "_compact"
 ROW_GROUP_ROWS: Final = 500_000  # the output's row groups; also what one write holds
@@ -376,9 +382,10 @@ def _compact(root: Path, date: str, plan: _Plan, opener: Opener,
     table, inputs = plan.table, plan.inputs
     progress(f"{table}: merging {len(inputs)} files ({sum(p.stat().st_size for p in inputs):,} "
              "bytes)")
-    seqs = [s for s in (segment_of(p.name) for p in inputs) if s is not None]
+    spans = [s for s in (segment_span(p.name) for p in inputs) if s is not None]
     first_time = inputs[0].name.removeprefix(f"{table}-").split("-")[0]
-    output = f"{table}-{first_time}-{min(seqs, default=0)}-{max(seqs, default=0)}.parquet"
+    first = min((s[0] for s in spans), default=0)
+    output = f"{table}-{first_time}-{first}-{max((s[1] for s in spans), default=0)}.parquet"
     stage = stage_dir(root, table, date)
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir()

@@ -78,11 +78,21 @@ def file_name(table: str, hhmmss: str, seq: int) -> str:
     return f"{table}-{hhmmss}-{seq}.parquet"
 
 
+def segment_span(name: str) -> tuple[int, int] | None:
+    """The journal segments a published file holds, first and last, from its name:
+    ``<table>-<HHMMSS>-<n>.parquet`` holds n alone, a compacted ``…-<first>-<last>.parquet``
+    first to last. None for a name of neither shape."""
+    parts = name.removesuffix(".parquet").split("-")
+    numbers = [int(p) for p in parts[2:] if p.isdigit()]
+    if len(parts) not in (3, 4) or len(numbers) != len(parts) - 2:
+        return None
+    return numbers[0], numbers[-1]
+
+
 def segment_of(name: str) -> int | None:
-    """The journal segment a published file belongs to, from its name
-    (``<table>-<HHMMSS>-<n>.parquet``; a compacted file's is its last, ``…-<first>-<last>``)."""
-    last = name.removesuffix(".parquet").rsplit("-", 1)[-1]
-    return int(last) if last.isdigit() else None
+    """The last journal segment a published file holds (see :func:`segment_span`)."""
+    span = segment_span(name)
+    return span[1] if span else None
 
 
 def hhmmss(created_ns: int, timezone: str) -> str:

@@ -91,6 +91,21 @@ def test_one_sorted_file_per_table(day: tuple[Path, list[Frame]], tmp_path: Path
     assert compact_day(root, DAY).tables == {}  # nothing left to merge
 
 
+def test_compacting_again_names_the_file_for_every_segment_it_holds(tmp_path: Path) -> None:
+    """Segments 1-2 compacted, then 3-4 recorded: the second compaction's file holds 1..4."""
+    frames = real_frames(800)
+    root = tmp_path / "data"
+    record(root, frames[:400], per_segment=200)
+    compact_day(root, DAY)
+    record(root, frames[400:], per_segment=200)
+    names = sorted(p.name for p in (root / "raw" / f"date={DAY}").iterdir())
+    assert names == ["raw-100000-1-2.parquet", "raw-100000-3.parquet", "raw-100000-4.parquet"]
+    compact_day(root, DAY)
+    [raw] = (root / "raw" / f"date={DAY}").iterdir()
+    assert raw.name == "raw-100000-1-4.parquet"
+    assert raw_seqs(root) == [f.seq for f in frames]
+
+
 @pytest.mark.parametrize(("spans", "groups"), [
     ([(1, 2), (3, 4), (5, 6)], [[0], [1], [2]]),  # consecutive segments: one file a group
     ([(5, 6), (1, 2), (3, 4)], [[1], [2], [0]]),  # in time order, not name order

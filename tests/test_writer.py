@@ -24,6 +24,7 @@ from recorder.writer import (
     file_name,
     hhmmss,
     partition_dir,
+    segment_span,
     split_by_date,
 )
 from tests.storage_frames import FullDisk, rows
@@ -157,3 +158,15 @@ def test_full_disk_leaves_nothing_visible(tmp_path: Path) -> None:
     assert part.finish()
     part.publish()
     assert rows(f"SELECT count(*), max(seq) FROM '{final}'") == [(20_000, 20_000)]
+
+
+@pytest.mark.parametrize(("name", "span"), [
+    ("raw-100000-7.parquet", (7, 7)),
+    ("market_data-093000-1-12.parquet", (1, 12)),
+    ("raw-100000-1-2-3.parquet", None),
+    ("raw-100000-x.parquet", None),
+    ("raw-100000.parquet", None),
+    ("notes.parquet", None),
+])
+def test_a_files_segments_come_from_its_name(name: str, span: tuple[int, int] | None) -> None:
+    assert segment_span(name) == span
