@@ -28,7 +28,7 @@ from recorder.journal import JOURNAL_DIR, list_segments, segment_path
 from recorder.messages import first_line
 from recorder.recover import FolderLock
 from recorder.schema import TABLES
-from recorder.views import NoRecording, is_recording, open_views, table_sql
+from recorder.views import NoRecording, is_recording, open_views, recorded_dates, table_sql
 
 
 class Unreadable(ValueError):
@@ -74,6 +74,7 @@ class Summary:
     reconnects: int
     auth_lost: int
     journal: Journal
+    days: list[str]  # the trading days the folder holds, whatever ``date`` asked for
 
 
 def _iso(ns: int | None) -> str | None:
@@ -162,7 +163,22 @@ def _summarize(con: duckdb.DuckDBPyConnection, root: Path, date: str | None,
         gaps.append(Gap("disconnect", None, _iso(down) or "", None, None))
     gaps.sort(key=lambda g: (g.start, g.kind))
     return Summary(str(root), date, tables, per_conid, gaps, reconnects, auth_lost,
-                   _journal(root))
+                   _journal(root), recorded_dates(root))
+
+
+def describe_days(days: list[str]) -> str:
+    """``days`` for a line of text: all of them if few, else the first and last three."""
+    if not days:
+        return "none yet"
+    if len(days) <= 7:
+        return ", ".join(days)
+    return f"{', '.join(days[:3])}, ..., {', '.join(days[-3:])} ({len(days)} days)"
+
+
+def no_data_hint(date: str, days: list[str]) -> str:
+    """Why a ``--date`` found nothing, and which dates would find something."""
+    return (f"no data on {date}; days recorded: {describe_days(days)} (a day is the trading "
+            "day in the recording's timezone, not UTC's)")
 
 
 def _journal(root: Path) -> Journal:
@@ -180,6 +196,10 @@ def to_dict(summary: Summary) -> dict[str, Any]:
 
 def to_text(summary: Summary) -> str:
     lines = [f"{summary.folder}" + (f" (date {summary.date})" if summary.date else "")]
+    if summary.date is None:
+        lines.append(f"  days: {describe_days(summary.days)}")
+    elif summary.date not in summary.days:
+        lines.append(f"  {no_data_hint(summary.date, summary.days)}")
     lines.append(f"  {'table':<12} {'rows':>12} {'files':>6}  first .. last (UTC)")
     for t in summary.tables:
         span = f"{t.first} .. {t.last}" if t.rows else "-"

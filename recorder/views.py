@@ -176,6 +176,14 @@ def is_recording(root: Path) -> bool:
                               or (root / "_journal").is_dir())
 
 
+def recorded_dates(root: Path) -> list[str]:
+    """The trading days ``root`` holds published files of, oldest first (from the ``date=``
+    folders, so no file is opened)."""
+    return sorted({folder.name.removeprefix("date=")
+                   for table in TABLES for folder in (root / table).glob("date=*")
+                   if next(folder.glob("*.parquet"), None) is not None})
+
+
 def open_views(path: str | Path) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the views of the recording folder ``path``.
 

@@ -118,6 +118,27 @@ def test_compact_and_recover_commands(tmp_path: Path) -> None:
     assert rows(f"SELECT count(*) FROM '{tmp_path}/killed/raw/*/*.parquet'") == [(10,)]
 
 
+def test_a_date_with_no_data_names_the_days_that_have_some(tmp_path: Path) -> None:
+    """A UTC date for a New York trading day, a typo: summary's zeros and compact's "nothing
+    to compact" gave no hint that the date, not the recording, was wrong."""
+    recording(tmp_path)
+    hint = ("no data on 2026-05-01; days recorded: 2026-04-30 (a day is the trading day in "
+            "the recording's timezone, not UTC's)")
+    code, out = run("summary", str(tmp_path), "--date", "2026-05-01")
+    assert code == 0 and out.splitlines()[1] == f"  {hint}"
+    code, out = run("summary", str(tmp_path), "--date", "2026-04-30")
+    assert code == 0 and "no data" not in out
+    code, out = run("summary", str(tmp_path))
+    assert code == 0 and out.splitlines()[1] == "  days: 2026-04-30"
+    code, out = run("summary", str(tmp_path), "--json")
+    assert json.loads(out)["days"] == ["2026-04-30"]
+    code, out = run("compact", str(tmp_path), "--date", "2026-05-01")
+    assert (code, out) == (0, f"2026-05-01: nothing to compact: {hint}\n")
+    assert run("compact", str(tmp_path), "--date", "2026-04-30")[0] == 0
+    assert run("compact", str(tmp_path), "--date", "2026-04-30") == (
+        0, "2026-04-30: nothing to compact\n")  # one file a table already
+
+
 def test_a_bad_date_is_refused_with_one_line(tmp_path: Path) -> None:
     recording(tmp_path)
     for command in ("summary", "compact"):

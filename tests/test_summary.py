@@ -10,7 +10,15 @@ import pytest
 
 from recorder.frames import Frame, event_frame
 from recorder.storage import Pipeline
-from recorder.summary import Gap, NoRecording, Unreadable, summarize, to_dict, to_text
+from recorder.summary import (
+    Gap,
+    NoRecording,
+    Unreadable,
+    describe_days,
+    summarize,
+    to_dict,
+    to_text,
+)
 from tests.storage_frames import T0, empty_file, garbage_file, real_payloads, times_as_text_file
 
 S = 1_000_000_000
@@ -61,6 +69,17 @@ def test_summary_of_one_date(tmp_path: Path) -> None:
     recording(tmp_path)
     assert summarize(tmp_path, date="2026-04-29").tables[0].rows == 0
     assert summarize(tmp_path, date="2026-04-30").tables[0].rows == 4
+    assert summarize(tmp_path, date="2026-04-29").days == ["2026-04-30"]
+
+
+@pytest.mark.parametrize(("days", "text"), [
+    ([], "none yet"),
+    (["2026-04-29", "2026-04-30"], "2026-04-29, 2026-04-30"),
+    ([f"2026-05-{d:02}" for d in range(1, 11)],
+     "2026-05-01, 2026-05-02, 2026-05-03, ..., 2026-05-08, 2026-05-09, 2026-05-10 (10 days)"),
+])
+def test_the_days_of_a_recording_in_one_line(days: list[str], text: str) -> None:
+    assert describe_days(days) == text
 
 
 def test_no_recording_is_a_clear_error(tmp_path: Path) -> None:

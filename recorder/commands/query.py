@@ -304,7 +304,8 @@ def _progress(line: str) -> None:
 def compact(folder: Path, date: str) -> None:
     """Merge a day's rotated files into one sorted file per table, crash-safely."""
     from recorder.compact import compact_day
-    from recorder.views import is_recording
+    from recorder.summary import no_data_hint
+    from recorder.views import is_recording, recorded_dates
 
     if not is_recording(folder):
         raise click.ClickException(f"{folder}: no recording here")
@@ -315,7 +316,9 @@ def compact(folder: Path, date: str) -> None:
     except OSError as exc:  # a full disk, a folder it may not write: the day is as it was
         raise click.ClickException(f"cannot compact {folder}: {os_reason(exc)}") from None
     with to_stdout():
-        if not report.tables:
+        if not report.tables and date not in (days := recorded_dates(folder)):
+            click.echo(f"{date}: nothing to compact: {no_data_hint(date, days)}")
+        elif not report.tables:
             click.echo(f"{date}: nothing to compact")
         for table, (files, rows) in sorted(report.tables.items()):
             click.echo(f"{table}: {files} files -> 1 ({rows:,} rows)")
