@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 
-from recorder.config import Config
+from recorder.config import Config, ConfigError
 from recorder.connection import Multiplexer
 from recorder.frames import Frame, event_frame
 from recorder.ids import Counters
@@ -36,7 +36,14 @@ from recorder.messages import os_reason
 from recorder.pacing import Pacer
 from recorder.recover import FolderBusy
 from recorder.redact import Redactor
-from recorder.session import GatewayApi, SessionKeeper, tls_context, ws_url
+from recorder.session import (
+    GatewayApi,
+    RestError,
+    SessionKeeper,
+    tls_context,
+    untrusted_certificate,
+    ws_url,
+)
 from recorder.smh_slots import SmhScheduler
 from recorder.status import StatusReporter, StatusSnapshot
 from recorder.storage import Storage, StorageOptions, StorageStats, use_system_allocator
@@ -60,6 +67,7 @@ class RunSummary:
     recovered_frames: int = 0
     storage: StorageStats = field(default_factory=StorageStats)
     abandoned: bool = False  # storage kept failing at the stop: the journal holds the rest
+    config_error: ConfigError | None = None  # what stopped the run, if the config did
 
 
 def seconds_until(until: dt.time, timezone: str, now_wall: float) -> float:
@@ -229,9 +237,14 @@ class Recorder:
         summary = RunSummary(recovered_frames=recovered.frames)
         async with aiohttp.ClientSession() as http, asyncio.TaskGroup() as tg:
             api = GatewayApi(http, config.gateway.url, tls, Pacer(), self._clock)
+
+            def untrusted(error: RestError) -> None:
+                summary.config_error = untrusted_certificate(config.gateway, error)
+                stop.set()
+
             session = SessionKeeper(
                 api, config.session, self.redactor, self.emit, self._clock, self._rng,
-                poll_seconds=config.session.reconnect_min_seconds,
+                poll_seconds=config.session.reconnect_min_seconds, on_untrusted=untrusted,
             )
             mux = Multiplexer(
                 ws_url(config.gateway.url), tls, session, config.session,
@@ -249,6 +262,8 @@ class Recorder:
             status = tg.create_task(self._report(storage, mux, session, started), name="status")
 
             summary.stopped_by = await self._wait_for_stop(stop, started)
+            if summary.config_error is not None:
+                summary.stopped_by = "untrusted certificate"
             log.info("stopping (%s): unsubscribing, closing, publishing", summary.stopped_by)
             # Stop reading first, so nothing arrives after the queue is drained. Unsubscribing
             # puts the frames it sends, which waits while storage is full; a failing disk must

@@ -84,6 +84,20 @@ def tls_context(gateway: GatewayConfig,
     )
 
 
+def untrusted_certificate(gateway: GatewayConfig, error: RestError) -> ConfigError:
+    """What to tell the user whose gateway's certificate did not verify at the first contact
+    (see :class:`SessionKeeper`): ``gateway.cafile`` is wrong, or missing."""
+    reason = str(error).split("TLS certificate not trusted: ", 1)[-1]
+    if gateway.cafile:
+        return ConfigError("gateway.cafile", (
+            f"the certificate of {gateway.url} does not verify against {gateway.cafile} "
+            f"({reason}): give the gateway's own certificate, or no cafile for a gateway on "
+            "this machine"))
+    return ConfigError("gateway.cafile", (
+        f"the certificate of {gateway.url} is not one this machine trusts ({reason}): give it "
+        "as gateway.cafile (--cafile PEM), or --insecure to accept it unverified"))
+
+
 def ws_url(gateway_url: str) -> str:
     parts = urlsplit(gateway_url)
     scheme = "wss" if parts.scheme == "https" else "ws"
@@ -112,10 +126,12 @@ class AuthStatus:
 class RestError(Exception):
     """A REST call that did not give a usable answer (connection, HTTP status, bad body)."""
 
-    def __init__(self, path: str, status: int | None, message: str) -> None:
+    def __init__(self, path: str, status: int | None, message: str, *,
+                 untrusted: bool = False) -> None:
         super().__init__(f"{path}: {message}")
         self.path = path
         self.status = status
+        self.untrusted = untrusted  # the gateway's TLS certificate did not verify
 
 
 class GatewayApi:
@@ -138,6 +154,7 @@ class GatewayApi:
         self._clock = clock
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self.calls = 0
+        self.answered = False  # the gateway has answered a request (any HTTP status)
 
     async def request(self, method: str, path: str, body: Any = None) -> Any:
         wait = self._pacer.reserve(path, self._clock())
@@ -155,9 +172,15 @@ class GatewayApi:
                 ssl=self._tls,
                 timeout=self._timeout,
             ) as response:
+                self.answered = True
                 raw = await response.read()
                 if response.status != 200:
                     raise RestError(path, response.status, f"HTTP {response.status}")
+        except aiohttp.ClientConnectorCertificateError as exc:
+            error = exc.certificate_error
+            reason = getattr(error, "verify_message", None) or str(error)
+            raise RestError(path, None, f"TLS certificate not trusted: {reason}",
+                            untrusted=True) from exc
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             detail = type(exc).__name__ + (f": {exc}" if str(exc) else "")
             raise RestError(path, None, detail) from exc
@@ -173,6 +196,11 @@ class SessionKeeper:
     Run :meth:`run` in the recorder's task group. :meth:`wait_ready` returns the session id
     once the brokerage session is authenticated; :meth:`auth_lost` (called by the socket on an
     ``sts`` saying unauthenticated, or a close-1000 loop) makes the keeper check again at once.
+
+    Every failure is retried, but one: a TLS certificate that does not verify before the
+    gateway has ever answered is the config's (a wrong ``cafile``), not the gateway's, and
+    waiting does not mend it. ``on_untrusted`` is told, and :meth:`run` returns. Once the
+    gateway has answered, a certificate that stops verifying is retried like any failure.
     """
 
     def __init__(
@@ -184,8 +212,10 @@ class SessionKeeper:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         poll_seconds: float = 5.0,
+        on_untrusted: Callable[[RestError], None] | None = None,
     ) -> None:
         self._api = api
+        self._on_untrusted = on_untrusted
         self._config = session
         self._redactor = redactor
         self._emit = emit
@@ -226,8 +256,7 @@ class SessionKeeper:
         self._recheck.set()
 
     async def run(self) -> None:
-        while True:
-            await self._authenticate()
+        while await self._authenticate():
             await self._keep_alive()
 
     async def _tickle(self) -> AuthStatus | None:
@@ -245,8 +274,10 @@ class SessionKeeper:
         auth = iserver.get("authStatus") if isinstance(iserver, dict) else None
         return None if auth is None else AuthStatus.from_json(auth)
 
-    async def _authenticate(self) -> None:
-        """Loop until the brokerage session is authenticated; back off on errors."""
+    async def _authenticate(self) -> bool:
+        """Loop until the brokerage session is authenticated (True); back off on errors.
+        False: the certificate is the config's fault (see the class), and ``on_untrusted``
+        was told."""
         delays: Iterator[float] = backoff(
             self._config.reconnect_min_seconds, self._config.reconnect_max_seconds, self._rng
         )
@@ -266,12 +297,15 @@ class SessionKeeper:
                         status = await self._check_status()
             except RestError as exc:
                 self._note_rest_error(exc)
+                if exc.untrusted and not self._api.answered and self._on_untrusted:
+                    self._on_untrusted(exc)
+                    return False
                 log.warning("gateway REST %s; retrying", exc)
                 await self._sleep_or_recheck(self._poll_wait(next(delays)))
                 continue
             self._set_status(status)
             if status.authenticated and self.session_id:
-                return
+                return True
             log.info(
                 "gateway session not authenticated (%s); %s",
                 status.message or ("competing session" if status.competing else "logged out"),

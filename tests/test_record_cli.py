@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from recorder.cli import cli
 from recorder.sim import SimGateway, SimOptions
+from tests.faults_support import events
 from tests.recording import logging_restored, timeout
 from tests.storage_frames import rows
 
@@ -171,6 +172,45 @@ def test_dead_gateway_is_waited_for_not_fatal(tmp_path: Path) -> None:
     assert len(failures) >= 2, events  # retried, not given up
     assert all("/tickle" in d for d in failures)
     assert [k for k, _ in events][-1] == "stop"
+
+
+@pytest.mark.parametrize("given", ["option", "file"])
+def test_a_certificate_that_does_not_verify_at_the_first_contact_is_a_bad_config(
+        tmp_path: Path, given: str) -> None:
+    """A cafile that loads but is not the gateway's (another gateway's, an old one): waiting
+    does not mend it, and it used to be retried, warning every few seconds, until the
+    --duration ran out. It now stops the run at once: exit 2, one line naming the key."""
+    out = tmp_path / "data"
+
+    async def main() -> tuple[int, str, str, str]:
+        async with SimGateway(SimOptions(seed=1)) as gw, SimGateway(SimOptions(seed=2)) as other:
+            assert other.cafile
+            args = ["record", "--gateway", gw.url, "--out", str(out), "--smd", "265598",
+                    "--duration", "60s", "--quiet"]
+            if given == "option":
+                args += ["--cafile", other.cafile]
+            else:
+                (tmp_path / "day.toml").write_text(f"[gateway]\ncafile = '{other.cafile}'\n")
+                args.insert(1, str(tmp_path / "day.toml"))
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "recorder", *args,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            _, err = await asyncio.wait_for(proc.communicate(), timeout(30))
+            assert proc.returncode is not None and gw.stats.ws_connects == 0
+            return proc.returncode, err.decode(), gw.url, other.cafile
+
+    code, err, url, cafile = asyncio.run(main())
+    assert code == 2, err
+    assert err.splitlines()[-1] == (
+        f"recorder: bad config: gateway.cafile: the certificate of {url} does not verify "
+        f"against {cafile} (self-signed certificate): give the gateway's own certificate, or "
+        "no cafile for a gateway on this machine")
+    assert "Traceback" not in err and "stopped by untrusted certificate" in err
+    recorded = [(k, d) for k, d in events(out) if k in ("rest_error", "stop")]
+    assert recorded == [
+        ("rest_error", {"path": "/tickle", "status": None,
+                        "error": "/tickle: TLS certificate not trusted: self-signed certificate"}),
+        ("stop", {"reason": "untrusted certificate"})]
 
 
 def test_the_summary_says_when_storage_fell_behind() -> None:

@@ -167,6 +167,36 @@ def test_a_timed_out_session_is_waited_for_at_the_tickle_period(tmp_path: Path) 
     assert "auth_lost" in recorded
 
 
+def test_a_certificate_that_stops_verifying_mid_run_is_retried_not_fatal(tmp_path: Path) -> None:
+    """Only a certificate that fails before the gateway ever answered ends the run (a wrong
+    cafile, see test_record_cli): once recording, the recorder never exits for the gateway,
+    so a new certificate the pinned cafile refuses is retried, and the run stops on its own
+    terms."""
+
+    async def main() -> tuple[Any, list[tuple[str, Any]]]:
+        async with SimGateway(SimOptions(seed=11, hb_interval=0.5)) as gw:
+            config = make_config(gw, tmp_path, smd=("265598",))
+
+            async def scenario(rec: Recorder) -> None:
+                await gw.wait_for(lambda: "smd+265598" in gw.subscriptions(), timeout(10))
+                gw.rotate_certificate()
+                await gw.restart()  # REST's kept-alive connection too: every call sees it
+                keeper = rec.session
+                assert keeper is not None
+                errors = keeper.rest_errors
+                await gw.wait_for(lambda: keeper.rest_errors >= errors + 3, timeout(15))
+
+            summary = await record_while(config, scenario)
+        return summary, events(tmp_path)
+
+    summary, recorded = asyncio.run(main())
+    assert (summary.stopped_by, summary.config_error) == ("signal", None)
+    untrusted = [d for k, d in recorded
+                 if k == "rest_error" and "TLS certificate not trusted" in d["error"]]
+    assert len(untrusted) >= 3, recorded
+    assert recorded[-1] == ("stop", {"reason": "signal"})
+
+
 def test_a_restarted_gateway_with_a_new_session_is_rejoined_with_the_new_id(
         tmp_path: Path) -> None:
     """SPEC §5: after a close, back off, re-check the session, reconnect. A gateway restarted

@@ -150,6 +150,9 @@ def record(
         click.echo(_summary_text(summary, config.output.dir), err=True)
     except OSError:  # the terminal is gone (SIGHUP); everything is published
         pass
+    if summary.config_error is not None:
+        click.echo(f"recorder: bad config: {summary.config_error}", err=True)
+        sys.exit(2)
     if summary.abandoned:
         click.echo(f"recorder: storage failed: what was received is in the journal, not the "
                    f"tables; once the disk is fixed, run `recorder recover "
