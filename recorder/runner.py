@@ -119,6 +119,10 @@ def stop_time(seconds: float, timezone: str, now_wall: float) -> str:
     return f"{at:%Y-%m-%d %H:%M %Z} (in {span})"
 
 
+def _local_date(wall: float, timezone: str) -> dt.date:
+    return dt.datetime.fromtimestamp(wall, ZoneInfo(timezone)).date()
+
+
 class OutputUnusable(RuntimeError):
     """The output folder cannot be recorded into (not a folder, no permission, …): found
     before anything connects."""
@@ -340,8 +344,14 @@ class Recorder:
             return "signal"
         deadline, reason = min(deadlines)
         left = max(0.0, deadline - now)
-        log.info("recording until %s, by --%s",
-                 stop_time(left, self.config.output.timezone, self._wall()), reason)
+        zone, wall = self.config.output.timezone, self._wall()
+        when = stop_time(left, zone, wall)
+        if reason == "until" and _local_date(wall + left, zone) != _local_date(wall, zone):
+            # a warning, so that --quiet shows it too: 09:30 typed at 10:00 records a day
+            log.warning("--until %s has passed today: recording until %s",
+                        f"{self.config.until:%H:%M}", when)
+        else:
+            log.info("recording until %s, by --%s", when, reason)
         return "signal" if await wait_set(stop, left) else reason
 
     async def _report(self, storage: Storage, mux: Multiplexer, session: SessionKeeper,

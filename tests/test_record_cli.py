@@ -4,6 +4,7 @@ SIGTERM mid-recording that exits 0 with everything published."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import subprocess
 import sys
@@ -149,14 +150,19 @@ def test_duration_stops_on_time_with_exit_0(tmp_path: Path) -> None:
     assert count > 0
 
 
+def _free_port() -> int:
+    """A loopback port nobody listens on."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def test_dead_gateway_is_waited_for_not_fatal(tmp_path: Path) -> None:
     """Nothing listens on the port: the recorder retries with backoff, notes each failure,
     and still stops on time with exit 0."""
-    import socket
-
-    with socket.socket() as probe:  # a free loopback port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = _free_port()
     out = tmp_path / "data"
     proc = subprocess.run(
         [sys.executable, "-m", "recorder", "record", "--gateway", f"https://127.0.0.1:{port}",
@@ -296,6 +302,48 @@ def test_a_run_says_when_it_will_stop_and_warns_when_it_subscribes_to_nothing(
     assert "INFO recording until " in err and "(in 1 s), by --duration" in err
     code, err = _record("--out", str(tmp_path / "data"), "--duration", "1s", "--pnl")
     assert code == 0 and "nothing to subscribe" not in err
+
+
+@pytest.mark.parametrize(("now", "level", "message"), [
+    ((10, 0), logging.WARNING,
+     "--until 09:30 has passed today: recording until 2026-11-21 09:30 EST (in 23 h 30 min)"),
+    ((9, 0), logging.INFO, "recording until 2026-11-20 09:30 EST (in 30 min), by --until"),
+])
+def test_an_until_that_has_passed_today_is_a_warning(
+        tmp_path: Path, now: tuple[int, int], level: int, message: str) -> None:
+    """09:30 typed at 10:00 records until tomorrow: a warning, which --quiet shows (it
+    hides the info line that used to be the only sign)."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from recorder.config import Config, GatewayConfig, OutputConfig
+    from recorder.runner import Recorder
+
+    wall = dt.datetime(2026, 11, 20, *now, tzinfo=ZoneInfo("America/New_York")).timestamp()
+    config = Config(gateway=GatewayConfig(url=f"http://127.0.0.1:{_free_port()}"),
+                    output=OutputConfig(dir=tmp_path / "data"), until=dt.time(9, 30))
+    said: list[logging.LogRecord] = []
+
+    class StopWhenSaid(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "recording until" in record.getMessage():
+                said.append(record)
+                stop.set()
+
+    async def main() -> None:
+        await asyncio.wait_for(Recorder(config, wall=lambda: wall).run(stop), timeout(15))
+
+    stop = asyncio.Event()
+    logger = logging.getLogger("recorder.runner")
+    handler, old_level = StopWhenSaid(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        asyncio.run(main())
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    assert [(r.levelno, r.getMessage()) for r in said] == [(level, message)]
 
 
 def test_stop_time_reads_as_a_clock_time_and_a_span() -> None:
