@@ -189,11 +189,15 @@ def open_views(path: str | Path) -> duckdb.DuckDBPyConnection:
 
     An empty folder is a recording yet to start: its views are empty and show its files as
     they are published. A folder that holds other things but no recording raises
-    :class:`NoRecording`, as ``recorder query`` and ``summary`` refuse it: it is far more often
+    :class:`NoRecording`, as ``recorder query`` and ``summary`` refuse it (a file:
+    :class:`NotADirectoryError`; nothing there: :class:`FileNotFoundError`): it is far more often
     the wrong folder (a parent, a typo naming another folder) than one a recording is about to
     start in, and its empty views would pass for a day without data. A recording takes its
     folder at once (``_journal``), so from its first moment the folder opens."""
     root = Path(path).expanduser().resolve()
+    if root.exists() and not root.is_dir():
+        raise NotADirectoryError(f"{root}: a file, not a recording folder (open the folder "
+                                 "that holds the table folders)")
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such recording folder")
     if not is_recording(root) and any(root.iterdir()):

@@ -68,6 +68,12 @@ def test_an_open_connection_sees_a_tables_first_files(tmp_path: Path) -> None:
 def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no such recording folder"):
         recorder.open(tmp_path / "nope")
+    record(tmp_path / "data", real_frames(5))
+    [published] = (tmp_path / "data" / "raw").glob("*/*.parquet")
+    with pytest.raises(NotADirectoryError, match=re.escape(
+            f"{published}: a file, not a recording folder (open the folder that holds the "
+            "table folders)")):
+        recorder.open(published)  # a notebook handed one of the folder's files
 
 
 def test_a_folder_holding_something_else_is_not_opened(tmp_path: Path) -> None:
