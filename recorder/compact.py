@@ -37,6 +37,7 @@ import ctypes
 import errno
 import fcntl
 import json
+import logging
 import os
 import shutil
 from collections.abc import Iterator, Sequence
@@ -62,9 +63,12 @@ from recorder.writer import (
 )
 
 INTENT_DIR: Final = "_compact"
+DAMAGED_INTENTS: Final = "damaged"  # in INTENT_DIR: intents that could not be read
 ROW_GROUP_ROWS: Final = 500_000  # the output's row groups; also what one write holds
 _AT_FDCWD: Final = -100
 _RENAME_EXCHANGE: Final = 2
+
+log = logging.getLogger(__name__)
 
 
 class UnreadableFile(RuntimeError):
@@ -202,16 +206,48 @@ class _CompactLock:
             self._file = None
 
 
+def _read_intent(path: Path) -> dict[str, object] | None:
+    """An intent as :func:`_compact` wrote it; None if it is not one (damaged on disk)."""
+    try:
+        intent = json.loads(path.read_bytes())
+    except ValueError:  # not JSON, not UTF-8
+        return None
+    if not isinstance(intent, dict) or not all(
+            isinstance(intent.get(key), str) for key in ("table", "date", "output")):
+        return None
+    inputs = intent.get("inputs")
+    if not isinstance(inputs, list) or not all(isinstance(name, str) for name in inputs):
+        return None
+    return intent
+
+
 def _recover_locked(root: Path) -> int:
     done = 0
     intent_dir = root / INTENT_DIR
-    claimed = set()
+    damaged = intent_dir / DAMAGED_INTENTS
     for path in sorted(intent_dir.glob("*.json")):
-        intent = json.loads(path.read_text())
-        claimed.add((intent["table"], intent["date"]))
+        intent = _read_intent(path)
+        if intent is None:
+            # Without its list of inputs nothing can be rolled either way safely: set it aside
+            # and leave that compaction's folders alone (the views read the partition, whole
+            # before or after the swap). The next record must not stop at it.
+            damaged.mkdir(exist_ok=True)
+            os.replace(path, damaged / path.name)
+            fsync_dir(intent_dir)
+            table_dir = root / path.stem.rsplit("-", 3)[0]
+            date = path.stem.removeprefix(f"{table_dir.name}-")
+            log.warning("%s: a damaged compaction intent, set aside in %s; nothing of that "
+                        "compaction was changed: compare %s/date=%s and its .compact-%s "
+                        "folders by hand, then delete the intent", path, damaged, table_dir,
+                        date, date)
+            continue
         _finish(root, path, intent)
         done += 1
+    kept = {p.stem for p in damaged.glob("*.json")}  # <table>-<date>
     for stray in sorted(root.glob("*/.compact-*")):
+        date = stray.name.removeprefix(".compact-").removeprefix("old-")
+        if f"{stray.parent.name}-{date}" in kept:
+            continue
         shutil.rmtree(stray, ignore_errors=True)  # cut short before its intent existed
         done += 1
     return done

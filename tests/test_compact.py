@@ -206,6 +206,48 @@ def test_files_left_out_stay_in_sight_across_the_swap_even_if_killed_there(
     assert raw_seqs(root) == [f.seq for f in frames]
 
 
+@pytest.mark.parametrize("damage", [
+    b'{"table": "raw", "date": "2026-04-30", "outp', b"\xff\xfe{}", b"[1, 2]",
+    b'{"table": "raw", "date": "2026-04-30", "output": "x.parquet", "inputs": "all"}',
+])
+def test_a_damaged_intent_is_set_aside_and_its_folders_left_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        damage: bytes) -> None:
+    """An intent the disk damaged (it is written atomically, so nothing else does) cannot be
+    rolled either way without its inputs. Recovery, which every record starts with, ended in
+    a traceback; now the intent is set aside, that compaction's folders are kept for a person
+    to check, and the partition reads as it did."""
+    frames = real_frames(600)
+    root = tmp_path / "data"
+    record(root, frames, per_segment=200)
+    before = table_counts(root)
+
+    class Killed(Exception):
+        pass
+
+    def killed_after_the_swap(*args: object) -> None:
+        raise Killed
+
+    monkeypatch.setattr(compact, "_finish", killed_after_the_swap)
+    with pytest.raises(Killed):
+        compact_day(root, DAY)
+    monkeypatch.undo()
+    [intent] = (root / "_compact").glob("*.json")
+    table = intent.name.removesuffix(f"-{DAY}.json")
+    intent.write_bytes(damage)
+    for _ in range(2):  # and the next recovery does not clean the folders up either
+        recover_dir(root)
+        assert table_counts(root) == before
+        assert (root / "_compact" / "damaged" / intent.name).read_bytes() == damage
+        assert not list((root / "_compact").glob("*.json"))
+        assert (root / table / f".compact-{DAY}").is_dir()
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warning == (
+        f"{intent}: a damaged compaction intent, set aside in {root}/_compact/damaged; nothing "
+        f"of that compaction was changed: compare {root}/{table}/date={DAY} and its "
+        f".compact-{DAY} folders by hand, then delete the intent")
+
+
 def test_a_rotation_during_the_busy_check_is_not_merged(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A segment rotates while compaction decides which files are settled: its file lands and
