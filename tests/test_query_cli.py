@@ -139,6 +139,18 @@ def test_a_date_with_no_data_names_the_days_that_have_some(tmp_path: Path) -> No
         0, "2026-04-30: nothing to compact\n")  # one file a table already
 
 
+def test_recover_leaves_a_folder_that_holds_no_recording_as_it_was(tmp_path: Path) -> None:
+    """It used to make ``_journal/`` in any folder it was given: an empty one then passed for
+    a recording, and a wrong one (a parent, a typo) got a recorder's folders."""
+    empty, other = tmp_path / "empty", tmp_path / "other"
+    empty.mkdir()
+    other.mkdir()
+    (other / "notes.txt").write_text("not a recording")
+    assert run("recover", str(empty)) == (0, "nothing to recover\n")
+    assert run("recover", str(other)) == (1, f"Error: {other}: no recording here\n")
+    assert list(empty.iterdir()) == [] and [p.name for p in other.iterdir()] == ["notes.txt"]
+
+
 def test_a_bad_date_is_refused_with_one_line(tmp_path: Path) -> None:
     recording(tmp_path)
     for command in ("summary", "compact"):

@@ -329,9 +329,16 @@ def compact(folder: Path, date: str) -> None:
 def recover(folder: Path) -> None:
     """Publish what a killed run left in its journal (also done at the start of record)."""
     from recorder.recover import FolderBusy, describe, recover_dir
+    from recorder.views import is_recording
 
     if not folder.is_dir():
         raise click.ClickException(f"{folder}: no such folder")
+    if not is_recording(folder):  # and nothing made in it: recovery would take it (_journal)
+        if any(folder.iterdir()):
+            raise click.ClickException(f"{folder}: no recording here")
+        with to_stdout():
+            click.echo("nothing to recover")
+        return
     try:
         report = recover_dir(folder, progress=_progress)
     except FolderBusy as exc:
