@@ -96,6 +96,8 @@ def _table_summary(con: duckdb.DuckDBPyConnection, root: Path, table: str,
     sql = f"SELECT count(*), epoch_ns(min(recv_ts)), epoch_ns(max(recv_ts)) FROM {{}} {where}"
     try:
         n, first, last = con.execute(sql.format(table), params).fetchone() or (0, None, None)
+    except duckdb.InterruptException:
+        raise  # stopped (Ctrl-C), not a file it cannot read
     except duckdb.Error as exc:
         for path in sorted((root / table).glob("date=*/*.parquet")):  # the same, file by file
             try:
@@ -107,18 +109,21 @@ def _table_summary(con: duckdb.DuckDBPyConnection, root: Path, table: str,
     return TableSummary(table, n, files, _iso(first), _iso(last))
 
 
-def summarize(path: str | Path, date: str | None = None,
-              silence_seconds: float = 60.0) -> Summary:
-    """The summary of the recording folder ``path`` (of ``date`` only, if given). Raises
-    :class:`NoRecording` if the folder holds none, :class:`Unreadable` if a file of it cannot
-    be read."""
+def summarize(path: str | Path, date: str | None = None, silence_seconds: float = 60.0,
+              con: duckdb.DuckDBPyConnection | None = None) -> Summary:
+    """The summary of the recording folder ``path`` (of ``date`` only, if given), read through
+    ``con`` (its :func:`open_views`; one of its own if None). Raises :class:`NoRecording` if
+    the folder holds none, :class:`Unreadable` if a file of it cannot be read, and DuckDB's
+    ``InterruptException`` if ``con`` is interrupted."""
     root = Path(path)
     if not is_recording(root):
         raise NoRecording(root)
-    con = open_views(root)
+    con = con or open_views(root)
     tables = [_table_summary(con, root, table, date) for table in TABLES]
     try:
         return _summarize(con, root, date, silence_seconds, tables)
+    except duckdb.InterruptException:
+        raise
     except duckdb.Error as exc:  # every file read fine above: a column of an unexpected type
         raise Unreadable(f"cannot summarize {root}: {first_line(exc)}") from None
 

@@ -387,3 +387,27 @@ def test_ctrl_c_stops_a_running_query(tmp_path: Path) -> None:
         out, err = proc.communicate(timeout=30)
         assert (proc.returncode, out, err) == (130, b"", b"recorder: query interrupted\n"), extra
         assert list(target.parent.iterdir()) == []
+
+
+def test_ctrl_c_stops_a_long_summary(tmp_path: Path) -> None:
+    """A year of quotes takes summary minutes; Ctrl-C waited for the DuckDB query it was in,
+    then ended in a traceback. Thirty million rows of market_data (three columns: the views
+    read the others as null) keep it busy for seconds of CPU here."""
+    import duckdb
+
+    recording(tmp_path)
+    [folder] = (tmp_path / "market_data").glob("date=*")
+    duckdb.execute(
+        "COPY (SELECT TIMESTAMPTZ '2026-04-30 14:00:00+00' + to_microseconds(range) AS recv_ts, "
+        "range + 1000 AS seq, 265598 + range % 3 AS conid FROM range(30000000)) "
+        f"TO '{folder}/market_data-100001-9.parquet' (FORMAT parquet)")
+    proc = recorder_process("summary", str(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    cpu = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 60
+    while sum(cpu.cpu_times()[:2]) < 2.5:  # past starting up, into the summary's queries
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert (proc.returncode, out, err) == (130, b"", b"recorder: summary interrupted\n")

@@ -97,44 +97,47 @@ class QueryInterrupted(Exception):
 
 @contextmanager
 def _stopped_by_ctrl_c(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """Ctrl-C stops a running query. DuckDB does not look at Python's signals while it works,
-    so a thread woken by the signal (:func:`signal.set_wakeup_fd`) interrupts the connection;
-    DuckDB's error, or the KeyboardInterrupt that follows it, become :class:`QueryInterrupted`."""
-    import duckdb
+    """Ctrl-C stops the DuckDB work of the block, which then raises :class:`QueryInterrupted`.
 
+    DuckDB does not look at Python's signals while it works, so a thread woken by the signal
+    (:func:`signal.set_wakeup_fd`) interrupts the connection, and goes on interrupting it
+    until the block ends: a Ctrl-C that lands between two queries stops the next one. Python's
+    own KeyboardInterrupt is held off meanwhile: raised wherever the main thread happened to
+    be, it escaped through this manager's own exit as a bare interrupt."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # Ctrl-C is not ours to watch
+        return
+    stopped, ended = threading.Event(), threading.Event()
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
-    try:
-        previous = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-    except ValueError:  # not the main thread: Ctrl-C is not ours to watch
-        os.close(read_fd)
-        os.close(write_fd)
-        yield
-        return
 
     def watch() -> None:
         while data := os.read(read_fd, 64):  # empty once write_fd is closed
             if signal.SIGINT in data:
-                con.interrupt()
+                stopped.set()
+                break
+        while stopped.is_set() and not ended.is_set():
+            con.interrupt()
+            ended.wait(0.05)
 
+    previous_handler = signal.signal(signal.SIGINT, lambda signum, frame: None)
+    previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
     watcher = threading.Thread(target=watch, name="query-ctrl-c", daemon=True)
     watcher.start()
     try:
-        try:
-            yield
-        except duckdb.InterruptException:
-            raise KeyboardInterrupt from None
-        except RuntimeError as exc:  # what some of DuckDB's calls raise instead
-            if "interrupted" not in str(exc).lower():
-                raise
-            raise KeyboardInterrupt from None
-    except KeyboardInterrupt:
-        raise QueryInterrupted from None
+        yield
+    except Exception:
+        if not stopped.is_set():
+            raise
     finally:
-        signal.set_wakeup_fd(previous)
+        ended.set()
+        signal.set_wakeup_fd(previous_fd)
+        signal.signal(signal.SIGINT, previous_handler)
         os.close(write_fd)
         watcher.join()
         os.close(read_fd)
+    if stopped.is_set():
+        raise QueryInterrupted
 
 
 def _parquet_to_stdout(rel: Any) -> None:
@@ -280,11 +283,17 @@ def summary(folder: Path, date: str | None, silence_seconds: float, as_json: boo
     import orjson
 
     from recorder.summary import NoRecording, Unreadable, summarize, to_dict, to_text
+    from recorder.views import open_views
 
     try:
-        result = summarize(folder, date, silence_seconds)
-    except (NoRecording, Unreadable) as exc:
+        con = open_views(folder)
+        with _stopped_by_ctrl_c(con):
+            result = summarize(folder, date, silence_seconds, con)
+    except (FileNotFoundError, NoRecording, Unreadable) as exc:
         raise click.ClickException(str(exc)) from None
+    except QueryInterrupted:
+        click.echo("recorder: summary interrupted", err=True)
+        raise click.exceptions.Exit(130) from None
     with to_stdout():
         if as_json:
             click.echo(orjson.dumps(to_dict(result), option=orjson.OPT_INDENT_2).decode())
