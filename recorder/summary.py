@@ -86,13 +86,17 @@ def _iso(ns: int | None) -> str | None:
     return text + (f".{frac:09d}".rstrip("0") if frac else "") + "Z"
 
 
+def _date_filter(date: str | None) -> tuple[str, list[str]]:
+    """The WHERE clause and its parameters that keep one ``date`` (all days if None)."""
+    return ("WHERE date = CAST(? AS DATE)", [date]) if date else ("", [])
+
+
 def _table_summary(con: duckdb.DuckDBPyConnection, root: Path, table: str,
                    date: str | None) -> TableSummary:
     """Rows, files and time span of one table. This reads every file of it, so a bad file
     shows here (one of another day too: the view reads every file's columns), and
     :class:`Unreadable` names it."""
-    where = "WHERE date = CAST(? AS DATE)" if date else ""
-    params = [date] if date else []
+    where, params = _date_filter(date)
     sql = f"SELECT count(*), epoch_ns(min(recv_ts)), epoch_ns(max(recv_ts)) FROM {{}} {where}"
     try:
         n, first, last = con.execute(sql.format(table), params).fetchone() or (0, None, None)
@@ -130,8 +134,7 @@ def summarize(path: str | Path, date: str | None = None, silence_seconds: float 
 
 def _summarize(con: duckdb.DuckDBPyConnection, root: Path, date: str | None,
                silence_seconds: float, tables: list[TableSummary]) -> Summary:
-    where = "WHERE date = CAST(? AS DATE)" if date else ""
-    params = [date] if date else []
+    where, params = _date_filter(date)
     per_conid = dict(con.execute(
         f"SELECT conid, count(*) FROM market_data {where} GROUP BY conid ORDER BY conid",
         params).fetchall())
