@@ -15,6 +15,7 @@ import pytest
 
 from recorder.config import ConfigError, GatewayConfig
 from recorder.faultmatrix import Fault, read_tables, run_fault
+from recorder.runner import RunSummary
 from recorder.session import tls_context
 from recorder.sim import SimGateway, SimOptions
 from recorder.sim.cert import write_self_signed
@@ -160,12 +161,12 @@ def test_loopback_records_without_cafile(tmp_path: Path) -> None:
     assert row.ok and row.recorded > 20, row
 
 
-def _pinned_refusal(tmp_path: Path, rotate: bool) -> list[tuple[str, object]]:
+def _pinned_refusal(tmp_path: Path, rotate: bool) -> tuple[RunSummary, list[tuple[str, object]]]:
     """Record with ``cafile`` pinned; either rotate the gateway's certificate mid-run, or pin
-    a certificate the gateway never had. Returns the events."""
+    a certificate the gateway never had. Returns the run's summary and its events."""
     out = tmp_path / "data"
 
-    async def main() -> None:
+    async def main() -> RunSummary:
         from recorder.faultmatrix import FAULTS, make_config
         from recorder.runner import Recorder
 
@@ -178,35 +179,47 @@ def _pinned_refusal(tmp_path: Path, rotate: bool) -> list[tuple[str, object]]:
             recorder = Recorder(config)
             stop = asyncio.Event()
             task = asyncio.create_task(recorder.run(stop))
+            if not rotate:  # refused at the first contact: the config's fault, the run ends
+                summary = await asyncio.wait_for(task, timeout(15))
+                assert gw.stats.ws_connects == 0 and gw.stats.rest_calls == 0
+                return summary
             try:
-                if rotate:
-                    await gw.wait_for(lambda: gw.stats.smd_subscribes >= 1, timeout(10))
-                    connects = gw.stats.ws_connects
-                    gw.rotate_certificate()
-                    await gw.drop_connections()
-                else:
-                    connects = 0
+                await gw.wait_for(lambda: gw.stats.smd_subscribes >= 1, timeout(10))
+                connects = gw.stats.ws_connects
+                gw.rotate_certificate()
+                await gw.drop_connections()
                 # several refused attempts, backed off, each after a REST check of the
                 # session (paced by IBKR's table: one /tickle a second)
                 await asyncio.sleep(2.5)
                 assert gw.stats.ws_connects == connects, "the new certificate was accepted"
-                assert not task.done(), "a refused certificate never ends the recorder"
+                assert not task.done(), "a certificate refused mid-run never ends the recorder"
             finally:
                 stop.set()
-                await asyncio.wait_for(task, timeout(15))
+                summary = await asyncio.wait_for(task, timeout(15))
+            return summary
 
-    asyncio.run(main())
-    return read_tables(out).events
+    summary = asyncio.run(main())
+    return summary, read_tables(out).events
 
 
-@pytest.mark.parametrize("rotate", [True, False], ids=["rotated-after-pinning", "wrong-ca"])
-def test_a_pinned_cafile_refuses_another_certificate_and_keeps_trying(
-        tmp_path: Path, rotate: bool) -> None:
-    events = _pinned_refusal(tmp_path, rotate)
+def test_a_pinned_cafile_refuses_a_rotated_certificate_and_keeps_trying(tmp_path: Path) -> None:
+    summary, events = _pinned_refusal(tmp_path, rotate=True)
     failures = [d for k, d in events if k in ("connect_failed", "rest_error")
                 and "CERTIFICATE_VERIFY_FAILED" in str(d)]
     assert len(failures) >= 2, events
+    assert (summary.stopped_by, summary.config_error) == ("signal", None)
     assert [k for k, _ in events][-1] == "stop"
+
+
+def test_a_pinned_cafile_the_gateway_never_had_ends_the_run_as_a_bad_config(
+        tmp_path: Path) -> None:
+    summary, events = _pinned_refusal(tmp_path, rotate=False)
+    assert summary.stopped_by == "untrusted certificate"
+    assert summary.config_error is not None and summary.config_error.key == "gateway.cafile"
+    assert [(k, d) for k, d in events if k in ("rest_error", "stop")] == [
+        ("rest_error", {"path": "/tickle", "status": None,
+                        "error": "/tickle: TLS certificate not trusted: self-signed certificate"}),
+        ("stop", {"reason": "untrusted certificate"})]
 
 
 # -- permissions -------------------------------------------------------------------------------
