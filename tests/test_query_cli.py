@@ -9,6 +9,7 @@ import os
 import pty
 import shutil
 import signal
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -302,6 +303,43 @@ def test_a_failed_write_is_one_line(tmp_path: Path) -> None:
         code, out = run("query", str(tmp_path), "SELECT 1", "--format", fmt,
                         "--output", "/dev/full")
         assert (code, out) == (1, "Error: cannot write /dev/full: No space left on device\n"), fmt
+        assert stat.S_ISCHR(os.stat("/dev/full").st_mode), "a device is written, not replaced"
+
+
+def test_a_query_that_fails_midway_leaves_the_earlier_file_as_it_was(tmp_path: Path) -> None:
+    """csv and json are written as the rows come: a query that fails after its first batches
+    leaves no part of its result, and the file it would have replaced stays whole."""
+    recording(tmp_path)
+    target = tmp_path / "out" / "result.csv"
+    target.parent.mkdir()
+    target.write_text("an earlier result\n")
+    failing = ("SELECT CASE WHEN range < 300000 THEN range ELSE error('bad row ' || range) END "
+               "AS n FROM range(400000)")
+    for fmt in ("csv", "json"):
+        code, out = run("query", str(tmp_path), failing, "--format", fmt, "--output", str(target))
+        assert code == 1 and "bad row 300000" in out, out
+        assert [p.name for p in target.parent.iterdir()] == ["result.csv"]
+        assert target.read_text() == "an earlier result\n"
+    code, _ = run("query", str(tmp_path), "SELECT range AS n FROM range(300000)", "--format",
+                  "csv", "--output", str(target))
+    assert code == 0 and target.read_text() == "n\n" + "".join(f"{i}\n" for i in range(300000))
+
+
+def test_a_large_result_is_written_in_the_memory_of_one_batch(tmp_path: Path) -> None:
+    """Rows went to csv or json all at once: 300 million took 20 GB. They now go a batch at a
+    time: 1.5 million rows of json took 700 MB of memory before, and stay near what the
+    command takes to start (about 150 MB here)."""
+    recording(tmp_path)
+    target = tmp_path / "out.json"
+    proc = recorder_process("query", str(tmp_path),
+                            "SELECT range AS a, range * 2 AS b FROM range(1500000)",
+                            "--format", "json", "--output", str(target))
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 0
+    assert usage.ru_maxrss < 300 * 1024, f"{usage.ru_maxrss // 1024} MB"
+    data = json.loads(target.read_bytes())
+    assert len(data) == 1_500_000 and data[-1] == {"a": 1_499_999, "b": 2_999_998}
 
 
 
