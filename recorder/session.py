@@ -86,16 +86,12 @@ def tls_context(gateway: GatewayConfig,
 
 def untrusted_certificate(gateway: GatewayConfig, error: RestError) -> ConfigError:
     """What to tell the user whose gateway's certificate did not verify at the first contact
-    (see :class:`SessionKeeper`): ``gateway.cafile`` is wrong, or missing."""
-    reason = str(error).split("TLS certificate not trusted: ", 1)[-1]
-    if gateway.cafile:
-        return ConfigError("gateway.cafile", (
-            f"the certificate of {gateway.url} does not verify against {gateway.cafile} "
-            f"({reason}): give the gateway's own certificate, or no cafile for a gateway on "
-            "this machine"))
+    (see :class:`SessionKeeper`). Only a ``cafile`` verifies (:func:`tls_context`), so it is
+    the one at fault."""
     return ConfigError("gateway.cafile", (
-        f"the certificate of {gateway.url} is not one this machine trusts ({reason}): give it "
-        "as gateway.cafile (--cafile PEM), or --insecure to accept it unverified"))
+        f"the certificate of {gateway.url} does not verify against {gateway.cafile} "
+        f"({error.untrusted}): give the gateway's own certificate, or no cafile for a gateway "
+        "on this machine"))
 
 
 def ws_url(gateway_url: str) -> str:
@@ -127,11 +123,11 @@ class RestError(Exception):
     """A REST call that did not give a usable answer (connection, HTTP status, bad body)."""
 
     def __init__(self, path: str, status: int | None, message: str, *,
-                 untrusted: bool = False) -> None:
+                 untrusted: str | None = None) -> None:
         super().__init__(f"{path}: {message}")
         self.path = path
         self.status = status
-        self.untrusted = untrusted  # the gateway's TLS certificate did not verify
+        self.untrusted = untrusted  # why the gateway's TLS certificate did not verify, if so
 
 
 class GatewayApi:
@@ -180,7 +176,7 @@ class GatewayApi:
             error = exc.certificate_error
             reason = getattr(error, "verify_message", None) or str(error)
             raise RestError(path, None, f"TLS certificate not trusted: {reason}",
-                            untrusted=True) from exc
+                            untrusted=reason) from exc
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             detail = type(exc).__name__ + (f": {exc}" if str(exc) else "")
             raise RestError(path, None, detail) from exc
