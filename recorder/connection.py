@@ -3,8 +3,10 @@
 Rules this module keeps (SPEC §5):
 
 - Connect only when the :class:`SessionKeeper` says the brokerage session is authenticated,
-  with ``Cookie: api=<session id>``. If the gateway answers ``waiting for session``, send
-  ``{"session":"<id>"}`` once.
+  with ``Cookie: api=<session id>``, from a REST check made at most a second before, or at
+  the start of the wait before this socket if that was shorter. If the gateway answers
+  ``waiting for session``, send ``{"session":"<id>"}`` once; if it refuses that id, check the
+  session again and open a new socket.
 - Subscribe only after an ``sts`` frame says ``authenticated: true``; subscriptions never
   survive a reconnect, so every new connection gets them all again.
 - Receive bytes (``recv(decode=False)``): gateways send text frames holding bytes that are not
@@ -49,6 +51,7 @@ from recorder.signals import (
     AuthChanged,
     Competing,
     Heartbeat,
+    SessionRefused,
     SmhAnswer,
     WaitingForSession,
     classify,
@@ -58,6 +61,9 @@ from recorder.subscriptions import SubscriptionBook
 from recorder.waiting import wait_set
 
 log = logging.getLogger(__name__)
+
+# A session check this recent is as fresh as IBKR's pacing of /tickle (1 a second) allows.
+SESSION_FRESH_SECONDS = 1.0
 
 EmitEvent = Callable[[str, str | None, Any], None]
 PutFrame = Callable[[Frame], Awaitable[None]]
@@ -159,6 +165,7 @@ class Multiplexer:
             # SPEC §5: back off, re-check the session, reconnect. The keeper asks REST while we
             # wait, and the next socket takes the session id from its answer.
             self._session.recheck()
+            checked = self._clock()
             # Back to the shortest wait only after a connection that was of use: authenticated,
             # and up for longer than the longest wait. A gateway that takes every socket and
             # drops it soon after keeps getting longer waits.
@@ -167,6 +174,10 @@ class Multiplexer:
             delay = next(delays)
             self._emit("reconnect_wait", None, {"seconds": round(delay, 3)})
             await self._sleep(delay)
+            if self._clock() - checked >= SESSION_FRESH_SECONDS:
+                # A gateway restarted during the wait has a new session id, and a socket
+                # with the old one is refused: ask again, right before the socket.
+                self._session.recheck()
 
     async def stop(self) -> None:
         """Unsubscribe everything, close the socket with 1000, and let :meth:`run` return."""
@@ -324,6 +335,15 @@ class Multiplexer:
         elif isinstance(signal, WaitingForSession) and not self._sent_session:
             self._sent_session = True
             await self._send(ws, f'{{"session":"{session_id}"}}')
+        elif isinstance(signal, SessionRefused) and self._sent_session and not self.authenticated:
+            # The gateway does not know this session id (restarted, logged in anew) or it is
+            # not authenticated: this socket will never stream, and resending does not help
+            # (behaviours §2, §38). Ask REST for the session, and open a new socket with it,
+            # instead of waiting out the heartbeat timeout on this one.
+            log.warning("the gateway refused session id on the socket; checking the session "
+                        "and reconnecting")
+            self._session.auth_lost("session refused on the socket")
+            self._close_for_auth_loss(ws, now)
 
     def _close_for_auth_loss(self, ws: ClientConnection, now: float) -> None:
         """Close the socket with 1000 and read on until the gateway has closed it too. No time

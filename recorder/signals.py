@@ -2,9 +2,9 @@
 
 Almost every frame (quotes, depth, orders…) needs no reaction from the driver, only storage.
 The few that do (``sts`` auth changes, ``smh`` answers that hold a slot, the gateway's
-``waiting for session`` prompt, a topic-less error, the heartbeat whose age the status line
-shows) are picked out by a cheap byte search and only then parsed. Pure: bytes in, a
-:class:`Signal` or ``None`` out; never raises.
+``waiting for session`` prompt and its refusal of a session id, the heartbeat whose age the
+status line shows) are picked out by a cheap byte search and only then parsed. Pure: bytes
+in, a :class:`Signal` or ``None`` out; never raises.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import orjson
 _STS = b'"topic":"sts"'
 _SMH = b'"topic":"smh+'
 _WAITING = b"waiting for session"
+_REFUSED = b"Topic unknown"
+_REFUSED_TEXT = "Topic unknown '{\"s'"  # as the error's text reads, decoded
 _HB = b'"hb":'
 _TOPIC = b'"topic":"'
 _TOPIC_LEN = len(_TOPIC)
@@ -43,6 +45,13 @@ class WaitingForSession:
 
 
 @dataclass(frozen=True)
+class SessionRefused:
+    """The gateway's ``{"error":"Topic unknown '{\"s'",…}``: it read the ``{"session":…}``
+    sent on the socket as a topic, which it does when that session is not one it has
+    authenticated (``shared/ibkr/behaviours.md`` §2, §38)."""
+
+
+@dataclass(frozen=True)
 class SmhAnswer:
     conid: int
     server_id: str
@@ -55,7 +64,7 @@ class Heartbeat:
 
 HEARTBEAT = Heartbeat()
 
-Signal = AuthChanged | Competing | WaitingForSession | SmhAnswer | Heartbeat
+Signal = AuthChanged | Competing | WaitingForSession | SessionRefused | SmhAnswer | Heartbeat
 
 
 def _loads(payload: bytes) -> object:
@@ -76,6 +85,8 @@ def signal_of(payload: bytes) -> Signal | None:
         return _smh_signal(payload)
     if _WAITING in payload and _TOPIC not in payload:
         return _waiting_signal(payload)
+    if _REFUSED in payload and _TOPIC not in payload:
+        return _refused_signal(payload)
     if topic_of(payload) == b"system" and _HB in payload:
         return HEARTBEAT
     return None
@@ -118,6 +129,13 @@ def _waiting_signal(payload: bytes) -> Signal | None:
     return None
 
 
+def _refused_signal(payload: bytes) -> Signal | None:
+    body = _loads(payload)
+    if isinstance(body, dict) and body.get("error") == _REFUSED_TEXT:
+        return SessionRefused()
+    return None
+
+
 def classify(payload: bytes) -> tuple[bytes, Signal | None]:
     """``(topic_of(payload), signal_of(payload))`` in one pass over the payload.
 
@@ -129,6 +147,8 @@ def classify(payload: bytes) -> tuple[bytes, Signal | None]:
     if i < 0:  # then neither _STS nor _SMH is in it either
         if payload.find(_WAITING) >= 0:
             return b"message", _waiting_signal(payload)
+        if payload.find(_REFUSED) >= 0:
+            return b"message", _refused_signal(payload)
         return b"message", None
     start = i + _TOPIC_LEN
     end = payload.find(b'"', start)

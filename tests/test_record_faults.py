@@ -218,6 +218,62 @@ def test_a_restarted_gateway_with_a_new_session_is_rejoined_with_the_new_id(
     assert not [r for r in gw.received if r.payload.startswith(b'{"session"')]
 
 
+async def _drop_then_restart_with_a_new_session(gw: SimGateway) -> int:
+    """The socket drops while the gateway stays up, so the recorder's REST check right after
+    the drop finds the old session; then the gateway restarts with a new session id, during
+    the recorder's wait before its next socket. The socket count before the fault."""
+    connects, tickles = gw.stats.ws_connects, gw.stats.tickle_calls
+    await gw.drop_connections()
+    await gw.wait_for(lambda: gw.stats.tickle_calls > tickles, timeout(5))
+    await gw.restart(new_session=True)
+    return connects
+
+
+def test_a_gateway_restarted_during_the_reconnect_wait_is_joined_with_its_new_session(
+        tmp_path: Path) -> None:
+    """The session was checked only once, right after the drop: the next socket, 2 s later,
+    carried the old id, was refused, and sat until the heartbeat timeout (about 50 s of
+    quotes lost in a user's run). A wait longer than a second is now followed by a fresh
+    check, right before the socket."""
+
+    async def fault(gw: SimGateway) -> None:
+        connects = await _drop_then_restart_with_a_new_session(gw)
+        await gw.wait_for(lambda: WANTED <= gw.subscriptions(), timeout(10))
+        assert gw.stats.ws_connects == connects + 1, "a socket opened with the stale session id"
+
+    gw, recorded = asyncio.run(survive(
+        tmp_path, fault, tickle_seconds=60.0, heartbeat_timeout_seconds=20.0,
+        reconnect_min_seconds=2.0, reconnect_max_seconds=2.0))
+    assert "heartbeat_timeout" not in recorded
+    assert not [r for r in gw.received if r.payload.startswith(b'{"session"')]
+
+
+def test_a_session_id_the_gateway_refuses_on_the_socket_is_checked_again_at_once(
+        tmp_path: Path) -> None:
+    """A wait shorter than a second keeps the check made at the drop, so a gateway restarted
+    within it still meets the old id: it asks for the session, and answers the recorder's
+    ``{"session":…}`` with ``Topic unknown '{"s'``. That socket will never stream; the
+    recorder used to sit on it until the heartbeat timeout (20 s here). It now checks the
+    session over REST and opens a new socket with the new id."""
+
+    async def fault(gw: SimGateway) -> None:
+        # IBKR's pacing allows one /tickle a second: a drop within a second of the last one
+        # would have its check paced until after the 0.5 s wait, and the socket would follow
+        # it before the restart below. (The recorder's pacer reads its own clock, in its own
+        # task: there is no clock of the gateway's to pass in.)
+        await asyncio.sleep(1.1)
+        await _drop_then_restart_with_a_new_session(gw)
+        await gw.wait_for(lambda: any(r.payload.startswith(b'{"session"') for r in gw.received),
+                          timeout(5))
+        await gw.wait_for(lambda: WANTED <= gw.subscriptions(), timeout(5))
+
+    gw, recorded = asyncio.run(survive(
+        tmp_path, fault, tickle_seconds=60.0, heartbeat_timeout_seconds=20.0,
+        reconnect_min_seconds=0.5, reconnect_max_seconds=0.5))
+    assert "heartbeat_timeout" not in recorded
+    assert "auth_lost" in recorded
+
+
 def test_a_tickle_without_an_auth_status_is_not_a_logout(tmp_path: Path) -> None:
     """Seed 000 documents ``/tickle`` answering ``{"session": …}`` alone. Such an answer keeps
     the session alive and says nothing about it: streaming goes on, with no auth event."""

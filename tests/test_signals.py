@@ -10,6 +10,7 @@ from recorder.signals import (
     HEARTBEAT,
     AuthChanged,
     Competing,
+    SessionRefused,
     SmhAnswer,
     WaitingForSession,
     classify,
@@ -40,7 +41,17 @@ def test_waiting_for_session() -> None:
     assert signal_of(b'{"message":"waiting for session"}') == WaitingForSession()
 
 
-@pytest.mark.parametrize("name", ["smd", "sor", "str", "spl", "tic", "act", "errors"])
+def test_the_refusal_of_a_session_id() -> None:
+    [refused] = real("errors")
+    assert signal_of(refused) == SessionRefused()
+    assert classify(refused) == (b"message", SessionRefused())
+    for other in (b'{"error":"Topic unknown \'smx\'","code":1}',  # another bad topic
+                  b'{"topic":"x","error":"Topic unknown \'{\\"s\'"}',  # a topic's frame
+                  b"Topic unknown"):
+        assert signal_of(other) is None and classify(other)[1] is None, other
+
+
+@pytest.mark.parametrize("name", ["smd", "sor", "str", "spl", "tic", "act"])
 def test_ordinary_frames_need_no_reaction(name: str) -> None:
     assert all(signal_of(frame) is None for frame in real(name))
 
