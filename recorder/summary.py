@@ -3,8 +3,9 @@
 Everything is read through the views (:mod:`recorder.views`), so the summary counts exactly
 what a query would see. Per table: rows, files, first and last ``recv_ts``. Per conid: smd
 frames. Gaps: *silences* (two consecutive ``market_data`` rows of a conid further apart than
-``silence_seconds``) and *disconnects* (from each ``disconnect`` event to the next
-``connect``, or open-ended; a clean stop's own disconnect is no gap).
+``silence_seconds``) and *disconnects* (from the last frame a lost connection received, as
+its ``gap`` event says, or else its ``disconnect`` event, to the next ``connect``, or
+open-ended; a clean stop's own disconnect is no gap).
 Reconnects: ``connect`` events that follow a ``disconnect``.
 
 Times are UTC ISO-8601 strings. :func:`to_dict` is the ``--json`` form; :func:`to_text` the
@@ -147,21 +148,28 @@ def _summarize(con: duckdb.DuckDBPyConnection, root: Path, date: str | None,
                       FROM market_data {where})
                     WHERE ms > ? ORDER BY prev, conid""",
                 [*params, silence_seconds * 1000]).fetchall()]
+    and_kind = "AND" if where else "WHERE"
     events = con.execute(
         "SELECT kind, epoch_ns(recv_ts), "
-        "coalesce(try(json_extract_string(detail, '$.stopping')) = 'true', false) "
-        f"FROM events {where} "
-        f"{'AND' if where else 'WHERE'} kind IN ('connect', 'disconnect', 'auth_lost') "
+        "coalesce(try(json_extract_string(detail, '$.stopping')) = 'true', false), "
+        "try_cast(json_extract_string(detail, '$.conn_id') AS BIGINT) "
+        f"FROM events {where} {and_kind} kind IN ('connect', 'disconnect', 'auth_lost') "
         "ORDER BY recv_ts, seq", params).fetchall()
+    # A lost connection's own account of its gap: from the last frame it received, which for
+    # a silent socket is the heartbeat timeout (25 s) before its disconnect event.
+    last_frame = dict(con.execute(
+        "SELECT try_cast(json_extract_string(detail, '$.conn_id') AS BIGINT), "
+        "try_cast(json_extract_string(detail, '$.start_ns') AS BIGINT) "
+        f"FROM events {where} {and_kind} kind = 'gap'", params).fetchall())
     reconnects, auth_lost = 0, 0
     down: int | None = None
-    for kind, ts, stopping in events:
+    for kind, ts, stopping, conn_id in events:
         if kind == "auth_lost":
             auth_lost += 1
         elif kind == "disconnect" and stopping:
             continue  # the recorder's own clean stop: the run ended, nothing was missed
         elif kind == "disconnect" and down is None:
-            down = ts
+            down = min(ts, last_frame.get(conn_id) or ts)
         elif kind == "connect" and down is not None:
             reconnects += 1
             gaps.append(Gap("disconnect", None, _iso(down) or "", _iso(ts),

@@ -65,6 +65,31 @@ def test_summary_counts_gaps_and_reconnects(tmp_path: Path) -> None:
     assert summarize(tmp_path, silence_seconds=200).gaps[0].kind == "disconnect"
 
 
+def test_a_silent_socket_gap_starts_at_its_last_frame(tmp_path: Path) -> None:
+    """A socket that went silent is given up 25 s later (the heartbeat timeout): its
+    disconnect event comes then, but the data stopped at its last frame, as the recorder's
+    own ``gap`` event says. Summary measured from the disconnect: 1.7 s for 26.7 s lost."""
+    aapl = [p for p in real_payloads() if b'"topic":"smd+265598"' in p][:3]
+    pipe = Pipeline(tmp_path, timezone="America/New_York", clock=lambda: T0)
+    pipe.write([
+        event_frame(T0, 1, 1, "connect", None, {"conn_id": 1}),
+        Frame(T0 + 1 * S, 1, 2, "in", aapl[0]),
+        Frame(T0 + 2 * S, 1, 3, "in", aapl[1]),
+        event_frame(T0 + 27 * S, 1, 4, "heartbeat_timeout", None, {"silent_seconds": 25.0}),
+        event_frame(T0 + 27 * S, 1, 5, "disconnect", None, {"conn_id": 1, "code": 1006}),
+        event_frame(T0 + 28 * S, 2, 6, "connect", None, {"conn_id": 2}),
+        event_frame(T0 + 28 * S, 2, 7, "gap", None, {
+            "conn_id": 1, "start_ns": T0 + 2 * S, "last_seq": 3, "code": 1006,
+            "end_ns": T0 + 28 * S, "next_conn_id": 2, "seconds": 26.0}),
+        Frame(T0 + 29 * S, 2, 8, "in", aapl[2]),
+    ])
+    pipe.close()
+    s = summarize(tmp_path, silence_seconds=60)
+    assert s.gaps == [
+        Gap("disconnect", None, "2026-04-30T14:00:02Z", "2026-04-30T14:00:28Z", 26.0)]
+    assert s.reconnects == 1
+
+
 def test_summary_of_one_date(tmp_path: Path) -> None:
     recording(tmp_path)
     assert summarize(tmp_path, date="2026-04-29").tables[0].rows == 0
