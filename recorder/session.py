@@ -60,13 +60,18 @@ def tls_context(gateway: GatewayConfig,
 
     Loopback gateways (the Client Portal gateway's own self-signed certificate) are accepted
     unverified unless ``cafile`` is given. Any other host needs ``cafile`` to verify against, or
-    an explicit ``insecure``; otherwise :class:`ConfigError` names ``gateway.cafile``. A
+    an explicit ``insecure``; otherwise :class:`ConfigError` names ``gateway.cafile``. Plain
+    ``http`` (the session cookie in clear) is for loopback only, unless ``insecure``. A
     ``cafile`` that cannot be loaded is named as ``cafile_key`` (``--cafile`` when the option
     gave it).
     """
     parts = urlsplit(gateway.url)
     if parts.scheme == "http":
-        return None
+        if is_loopback(parts.hostname or "") or gateway.insecure:
+            return None
+        raise ConfigError("gateway.url", (
+            f"http:// to {parts.hostname}, which is not a loopback host, would send the session "
+            "cookie unencrypted: use https://, or --insecure to allow it"))
     if gateway.cafile:
         try:
             return ssl.create_default_context(cafile=gateway.cafile)

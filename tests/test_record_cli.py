@@ -63,6 +63,19 @@ def test_non_loopback_gateway_without_cafile_is_refused(tmp_path: Path) -> None:
     assert "gateway.cafile" in result.output and "--insecure" in result.output
 
 
+def test_plain_http_to_a_non_loopback_gateway_is_refused(tmp_path: Path) -> None:
+    """https:// to another host is refused without a cafile, yet http:// to it, the session
+    cookie in clear, was taken without a word."""
+    # 192.0.2.1: a documentation address (RFC 5737), never routed, were the check to regress
+    result = CliRunner().invoke(cli, ["record", "--gateway", "http://192.0.2.1:5000",
+                                      "--out", str(tmp_path / "data"), "--duration", "1s"])
+    assert (result.exit_code, result.output) == (2, (
+        "recorder: bad config: gateway.url: http:// to 192.0.2.1, which is not a loopback host, "
+        "would send the session cookie unencrypted: use https://, or --insecure to allow "
+        "it\n"))
+    assert not (tmp_path / "data").exists()
+
+
 @pytest.mark.parametrize("given", ["option", "file"])
 def test_a_certificate_that_cannot_be_loaded_is_named_where_it_was_given(
         tmp_path: Path, given: str) -> None:

@@ -144,6 +144,16 @@ def test_non_loopback_without_cafile_is_refused_unless_insecure(host: str,
     assert verified.verify_mode is ssl.CERT_REQUIRED and verified.check_hostname
 
 
+@pytest.mark.parametrize("host", ["gateway.example", "10.0.0.5", "[2001:db8::1]"])
+def test_plain_http_is_for_loopback_unless_insecure(host: str) -> None:
+    assert tls_context(GatewayConfig(url="http://127.0.0.1:5000")) is None
+    assert tls_context(GatewayConfig(url="http://localhost:5000")) is None
+    with pytest.raises(ConfigError, match="session cookie unencrypted") as refused:
+        tls_context(GatewayConfig(url=f"http://{host}:5000"))
+    assert refused.value.key == "gateway.url"
+    assert tls_context(GatewayConfig(url=f"http://{host}:5000", insecure=True)) is None
+
+
 def test_a_cafile_that_cannot_be_loaded_is_a_config_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.pem"
     bad.write_text("not a certificate")

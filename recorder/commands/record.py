@@ -85,7 +85,8 @@ def setup_logging(redactor: Redactor, quiet: bool, status: StatusReporter | None
 @click.option("--cafile", type=click.Path(), metavar="PEM",
               help="Verify the gateway's certificate against this PEM.")
 @click.option("--insecure", is_flag=True,
-              help="Accept an unverified certificate from a non-loopback gateway.")
+              help="Accept an unverified certificate, or plain http://, from a "
+              "non-loopback gateway.")
 @click.option("--quiet", is_flag=True, help="No live status line; warnings only.")
 def record(
     config_file: Path | None,
