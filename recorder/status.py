@@ -68,11 +68,13 @@ def render(snapshot: StatusSnapshot, rates: dict[str, float], waited: bool = Fal
 
 
 def _columns(out: TextIO) -> int:
-    """The width of the terminal ``out`` writes to (``COLUMNS``, else 80, when unknown)."""
+    """The width of the terminal ``out`` writes to (``COLUMNS``, else 80, when unknown: a
+    terminal that says 0, as one with no size set does under ``script``, is unknown too)."""
     try:
-        return os.get_terminal_size(out.fileno()).columns
+        columns = os.get_terminal_size(out.fileno()).columns
     except (OSError, ValueError, AttributeError):
-        return shutil.get_terminal_size().columns
+        columns = 0
+    return columns if columns > 0 else shutil.get_terminal_size().columns
 
 
 class StatusReporter:

@@ -114,3 +114,28 @@ def test_a_terminal_that_is_gone_ends_the_line_and_status_is_logged_each_minute(
         status.redraw()
         status.finish()
     assert [r.getMessage().startswith("status: ") for r in caplog.records] == [True]
+
+
+def test_a_terminal_that_says_it_has_no_width_is_taken_as_unknown(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pty with no size set (``script``, some consoles) reports 0 columns: the status line
+    was cut to nothing but its ellipsis."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    from recorder.status import _columns
+
+    monkeypatch.setenv("COLUMNS", "100")
+    leader, follower = pty.openpty()
+    try:
+        with os.fdopen(follower, "w", closefd=False) as terminal:
+            assert os.get_terminal_size(follower).columns == 0
+            assert _columns(terminal) == 100  # COLUMNS, as for any terminal of unknown width
+            fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 132, 0, 0))
+            assert _columns(terminal) == 132
+    finally:
+        os.close(leader)
+        os.close(follower)
