@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import random
 import ssl
 import time
@@ -182,6 +183,10 @@ class GatewayApi:
             reason = getattr(error, "verify_message", None) or str(error)
             raise RestError(path, None, f"TLS certificate not trusted: {reason}",
                             untrusted=reason) from exc
+        except aiohttp.ClientConnectorError as exc:  # its text shows the SSLContext's repr
+            error = exc.os_error
+            why = os.strerror(error.errno) if error.errno else (str(error) or type(error).__name__)
+            raise RestError(path, None, f"cannot connect to {exc.host}:{exc.port}: {why}") from exc
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             detail = type(exc).__name__ + (f": {exc}" if str(exc) else "")
             raise RestError(path, None, detail) from exc
