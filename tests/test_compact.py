@@ -64,6 +64,22 @@ def raw_seqs(root: Path) -> list[int]:
     return [r[0] for r in rows(f"SELECT seq FROM '{root}/raw/*/*.parquet' ORDER BY seq")]
 
 
+def compact_killed_after_the_swap(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compact ``root``'s day, killed just after the first table's swap: its intent is
+    written and its partition swapped, nothing is rolled forward."""
+
+    class Killed(Exception):
+        pass
+
+    def killed_after_the_swap(*args: object) -> None:
+        raise Killed
+
+    with monkeypatch.context() as patched:
+        patched.setattr(compact, "_finish", killed_after_the_swap)
+        with pytest.raises(Killed):
+            compact_day(root, DAY)
+
+
 @pytest.fixture(scope="module")
 def day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Frame]]:
     root = tmp_path_factory.mktemp("day") / "data"
@@ -186,21 +202,12 @@ def test_files_left_out_stay_in_sight_across_the_swap_even_if_killed_there(
     segment.write_bytes(kept)  # ... and a kill came before its segment was deleted
     before = table_counts(root)
 
-    class Killed(Exception):
-        pass
-
-    def killed_after_the_swap(*args: object) -> None:
-        raise Killed
-
-    monkeypatch.setattr(compact, "_finish", killed_after_the_swap)
-    with pytest.raises(Killed):
-        compact_day(root, DAY)
+    compact_killed_after_the_swap(root, monkeypatch)
     swapped = [t for t in TABLES if (root / "_compact" / f"{t}-{DAY}.json").exists()]
     assert len(swapped) == 1
     live = sorted(p.name for p in (root / swapped[0] / f"date={DAY}").glob("*.parquet"))
     assert live == [f"{swapped[0]}-100000-1-2.parquet", f"{swapped[0]}-100000-3.parquet"]
     assert table_counts(root) == before
-    monkeypatch.undo()
     recover_dir(root)  # rolls the intent forward, replays segment 3
     assert table_counts(root) == before
     assert raw_seqs(root) == [f.seq for f in frames]
@@ -222,16 +229,7 @@ def test_a_damaged_intent_is_set_aside_and_its_folders_left_alone(
     record(root, frames, per_segment=200)
     before = table_counts(root)
 
-    class Killed(Exception):
-        pass
-
-    def killed_after_the_swap(*args: object) -> None:
-        raise Killed
-
-    monkeypatch.setattr(compact, "_finish", killed_after_the_swap)
-    with pytest.raises(Killed):
-        compact_day(root, DAY)
-    monkeypatch.undo()
+    compact_killed_after_the_swap(root, monkeypatch)
     [intent] = (root / "_compact").glob("*.json")
     table = intent.name.removesuffix(f"-{DAY}.json")
     intent.write_bytes(damage)
