@@ -340,7 +340,7 @@ class Multiplexer:
             # not authenticated: this socket will never stream, and resending does not help
             # (behaviours §2, §38). Ask REST for the session, and open a new socket with it,
             # instead of waiting out the heartbeat timeout on this one.
-            log.warning("the gateway refused session id on the socket; checking the session "
+            log.warning("the gateway refused the session id on the socket; checking the session "
                         "and reconnecting")
             self._session.auth_lost("session refused on the socket")
             self._close_for_auth_loss(ws, now)
