@@ -49,6 +49,7 @@ from recorder.status import StatusReporter, StatusSnapshot
 from recorder.storage import Storage, StorageOptions, StorageStats, use_system_allocator
 from recorder.subscriptions import SubscriptionBook
 from recorder.waiting import wait_set
+from recorder.writer import day_of
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +118,6 @@ def stop_time(seconds: float, timezone: str, now_wall: float) -> str:
     else:
         span = f"{minutes // 60} h {minutes % 60} min"
     return f"{at:%Y-%m-%d %H:%M %Z} (in {span})"
-
-
-def _local_date(wall: float, timezone: str) -> dt.date:
-    return dt.datetime.fromtimestamp(wall, ZoneInfo(timezone)).date()
 
 
 class OutputUnusable(RuntimeError):
@@ -346,7 +343,8 @@ class Recorder:
         left = max(0.0, deadline - now)
         zone, wall = self.config.output.timezone, self._wall()
         when = stop_time(left, zone, wall)
-        if reason == "until" and _local_date(wall + left, zone) != _local_date(wall, zone):
+        today, stop_day = (day_of(int(t * 1e9), ZoneInfo(zone)) for t in (wall, wall + left))
+        if reason == "until" and stop_day != today:
             # a warning, so that --quiet shows it too: 09:30 typed at 10:00 records a day
             log.warning("--until %s has passed today: recording until %s",
                         f"{self.config.until:%H:%M}", when)

@@ -101,7 +101,8 @@ def hhmmss(created_ns: int, timezone: str) -> str:
     return when.strftime("%H%M%S")
 
 
-def _day(ns: int, zone: ZoneInfo) -> str:
+def day_of(ns: int, zone: ZoneInfo) -> str:
+    """The trading day (``YYYY-MM-DD``) of the epoch nanoseconds ``ns`` in ``zone``."""
     return dt.datetime.fromtimestamp(ns // 1_000_000_000, zone).date().isoformat()
 
 
@@ -116,16 +117,16 @@ def split_by_date(table: pa.Table, timezone: str) -> dict[str, pa.Table]:
     zone = ZoneInfo(timezone)
     ns = table.column("recv_ts").cast(pa.int64())
     bounds = pc.min_max(ns)
-    first, last = _day(bounds["min"].as_py(), zone), _day(bounds["max"].as_py(), zone)
+    first, last = day_of(bounds["min"].as_py(), zone), day_of(bounds["max"].as_py(), zone)
     if first == last:  # the common case: a whole batch in one day
         return {first: table}
     # a day per distinct second (a batch spans seconds to minutes), then per row
     seconds = pc.divide(ns, 1_000_000_000)
     distinct = pc.unique(seconds)
-    day_of = pa.array([_day(s * 1_000_000_000, zone) for s in distinct.to_pylist()])
-    days = day_of.take(pc.index_in(seconds, value_set=distinct))
+    distinct_days = pa.array([day_of(s * 1_000_000_000, zone) for s in distinct.to_pylist()])
+    days = distinct_days.take(pc.index_in(seconds, value_set=distinct))
     return {day: table.filter(pc.equal(days, day))
-            for day in sorted(set(day_of.to_pylist()))}
+            for day in sorted(set(distinct_days.to_pylist()))}
 
 
 class PartialFile:
