@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import errno
+import itertools
 import os
 import re
 import signal
@@ -228,16 +229,12 @@ def _print(out: TextIO, result: str | Rows, fmt: str) -> None:
         out.write(result)
         return
     columns, batches = result
-    if fmt == "csv":  # the header with the first rows: nothing shows of a query stopped early
+    if fmt == "csv":
+        first = next(batches, [])  # runs the query: nothing shows of one stopped early
         writer = csv.writer(out)
-        header = True
-        for rows in batches:
-            if header:
-                writer.writerow(columns)
-                header = False
+        writer.writerow(columns)
+        for rows in itertools.chain([first], batches):
             writer.writerows([_csv_cell(v) for v in r] for r in rows)
-        if header:
-            writer.writerow(columns)
         return
     # one JSON array, as orjson.dumps of every row would make it, a row at a time
     separator = "["
