@@ -206,6 +206,10 @@ class _CompactLock:
             self._file = None
 
 
+def _intent_name(table: str, date: str) -> str:
+    return f"{table}-{date}.json"
+
+
 def _read_intent(path: Path) -> dict[str, object] | None:
     """An intent as :func:`_compact` wrote it; None if it is not one (damaged on disk)."""
     try:
@@ -243,10 +247,10 @@ def _recover_locked(root: Path) -> int:
             continue
         _finish(root, path, intent)
         done += 1
-    kept = {p.stem for p in damaged.glob("*.json")}  # <table>-<date>
+    kept = {p.name for p in damaged.glob("*.json")}
     for stray in sorted(root.glob("*/.compact-*")):
         date = stray.name.removeprefix(".compact-").removeprefix("old-")
-        if f"{stray.parent.name}-{date}" in kept:
+        if _intent_name(stray.parent.name, date) in kept:
             continue
         shutil.rmtree(stray, ignore_errors=True)  # cut short before its intent existed
         done += 1
@@ -431,7 +435,7 @@ def _compact(root: Path, date: str, plan: _Plan, opener: Opener,
         shutil.rmtree(stage, ignore_errors=True)
         raise
     fsync_dir(root / table)
-    intent_path = root / INTENT_DIR / f"{table}-{date}.json"
+    intent_path = root / INTENT_DIR / _intent_name(table, date)
     _write_json_atomically(intent_path, {"table": table, "date": date, "output": output,
                                          "inputs": [p.name for p in inputs]})
     _link_others(partition_dir(root, table, date), stage, {p.name for p in inputs})
