@@ -187,6 +187,31 @@ def test_the_table_format_runs_the_query_once(tmp_path: Path) -> None:
     assert code == 0 and out.splitlines()[-2].split() == ["│", "1", "│"], out
 
 
+def _seqs_shown(table: str) -> list[int]:
+    """The ``seq`` values of a one-column table's rows, in the order shown."""
+    cells = [line.strip("│ ") for line in table.splitlines() if line.startswith("│")]
+    return [int(c) for c in cells if c.isdigit()]
+
+
+def test_max_rows_shows_that_many_rows_of_a_table(tmp_path: Path) -> None:
+    recording(tmp_path)
+    sql = "SELECT seq FROM raw ORDER BY seq LIMIT 100"
+    code, out = run("query", str(tmp_path), sql)
+    assert code == 0 and _seqs_shown(out) == [*range(1, 11), *range(91, 101)], out
+    assert "(20 shown)" in out
+    code, out = run("query", str(tmp_path), sql, "--max-rows", "60")
+    assert code == 0 and _seqs_shown(out) == [*range(1, 31), *range(71, 101)], out
+    assert "100 rows" in out and "(60 shown)" in out
+    code, out = run("query", str(tmp_path), sql, "--max-rows", "100")
+    assert code == 0 and _seqs_shown(out) == list(range(1, 101)), out
+    assert "shown" not in out and out.endswith("┘\n"), out
+    code, out = run("query", str(tmp_path), sql, "--max-rows", "5", "--format", "csv")
+    assert code == 2 and "--max-rows is for --format table; --format csv gives every row" \
+        in out, out
+    code, out = run("query", str(tmp_path), sql, "--max-rows", "0")
+    assert code == 2 and "0 is not in the range x>=1" in out, out
+
+
 def test_bytes_that_are_not_utf8_come_out_escaped_not_replaced(tmp_path: Path) -> None:
     recording(tmp_path)
     sql = "SELECT from_hex('7b2278223aff997d') AS payload"  # {"x":<ff 99>}

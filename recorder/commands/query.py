@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import errno
+import io
 import itertools
 import os
 import re
@@ -12,7 +13,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -155,8 +156,8 @@ def _parquet_to_stdout(rel: Any) -> None:
             sys.stdout.buffer.flush()
 
 
-def _run(con: duckdb.DuckDBPyConnection, sql: str, fmt: str,
-         output: Path | None) -> str | Rows | None:
+def _run(con: duckdb.DuckDBPyConnection, sql: str, fmt: str, output: Path | None,
+         max_rows: int | None = None) -> str | Rows | None:
     """Run ``sql`` once: what to print (the table's text, or the rows), or None when there
     is nothing to (no result, or the Parquet written)."""
     rel = con.sql(sql)  # runs every statement but the last; the last runs once, below
@@ -169,8 +170,17 @@ def _run(con: duckdb.DuckDBPyConnection, sql: str, fmt: str,
             _parquet_to_stdout(rel)
         return None
     if fmt == "table":
-        return str(rel)
+        return str(rel) if max_rows is None else _shown(rel, max_rows)
     return rel.columns, _batches(rel)
+
+
+def _shown(rel: duckdb.DuckDBPyRelation, max_rows: int) -> str:
+    """The table's text with at most ``max_rows`` rows: DuckDB's ``show`` prints it to
+    Python's standard output, the only way it gives a row count but its default 20."""
+    text = io.StringIO()
+    with redirect_stdout(text):
+        rel.show(max_rows=max_rows)
+    return text.getvalue().rstrip("\n") + "\n"
 
 
 def _batches(rel: duckdb.DuckDBPyRelation) -> Iterator[list[tuple[Any, ...]]]:
@@ -268,13 +278,20 @@ class _SqlCommand(click.Command):
               default="table", show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
               help="File to write instead of standard output.")
-def query(folder: Path, sql: str, fmt: str, output: Path | None) -> None:
+@click.option("--max-rows", type=click.IntRange(min=1), metavar="N",
+              help="With --format table: show up to N rows (DuckDB shows 20, the first and "
+                   "last 10). csv and json give every row.")
+def query(folder: Path, sql: str, fmt: str, output: Path | None,
+          max_rows: int | None) -> None:
     """Run DuckDB SQL over the views of a recording folder (one per table, plus quotes,
     trades_dedup and bars_dedup)."""
     import duckdb
 
     from recorder.views import NoRecording, open_views
 
+    if max_rows is not None and fmt != "table":
+        raise click.UsageError(f"--max-rows is for --format table; --format {fmt} gives "
+                               "every row")
     if fmt == "parquet" and output is None and sys.stdout.isatty():
         raise click.UsageError("--format parquet is binary: give --output FILE, or redirect "
                                "standard output to a file")
@@ -287,7 +304,7 @@ def query(folder: Path, sql: str, fmt: str, output: Path | None) -> None:
     try:
         with _stopped_by_ctrl_c(con):
             try:
-                result = _run(con, sql, fmt, output)
+                result = _run(con, sql, fmt, output, max_rows)
                 if result is not None:  # csv and json run on as they are written
                     _write(result, fmt, output)
             except duckdb.InterruptException:
