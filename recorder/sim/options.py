@@ -103,6 +103,7 @@ class SimStats:
     rest_faults: int = 0
     tics_received: int = 0
     ws_connects: int = 0
+    ws_handshakes_held: int = 0  # upgrade requests held back (hold_handshakes)
     ws_logins: int = 0
     ws_closes_1000: int = 0
     smd_subscribes: int = 0

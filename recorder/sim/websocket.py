@@ -73,6 +73,9 @@ class WebsocketSide(GatewayCore):
         # autoclose off: the handler answers a client's close itself, unless told not to
         ws = web.WebSocketResponse(compress=False, timeout=2.0, max_msg_size=1 << 20,
                                    autoclose=False)
+        if self._hold_handshakes > 0:
+            self.stats.ws_handshakes_held += 1
+            await asyncio.sleep(self._hold_handshakes)
         await ws.prepare(request)
         self._next_conn += 1
         conn = Conn(self._next_conn, request, ws)
@@ -286,6 +289,11 @@ class WebsocketSide(GatewayCore):
         while REST still says authenticated: what a client sees when the session went between
         its REST check and its connect (behaviours §39)."""
         self._close_new = count
+
+    def hold_handshakes(self, seconds: float) -> None:
+        """Answer each new socket's upgrade request only after ``seconds`` (0: at once): a
+        gateway slow to accept, so a client's stop can land while it connects."""
+        self._hold_handshakes = seconds
 
     def _lose_auth(self, state: AuthState) -> None:
         self.auth = state
