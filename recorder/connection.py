@@ -64,6 +64,9 @@ log = logging.getLogger(__name__)
 
 # A session check this recent is as fresh as IBKR's pacing of /tickle (1 a second) allows.
 SESSION_FRESH_SECONDS = 1.0
+# How long a close the recorder sends may go unanswered while the socket has nothing to read
+# (time spent waiting for storage is not counted: see Multiplexer._close_reading_on).
+CLOSE_WAIT_SECONDS = 2.0
 
 EmitEvent = Callable[[str, str | None, Any], None]
 PutFrame = Callable[[Frame], Awaitable[None]]
@@ -179,20 +182,28 @@ class Multiplexer:
                 # with the old one is refused: ask again, right before the socket.
                 self._session.recheck()
 
+    @property
+    def waiting_for_storage(self) -> bool:
+        """Whether a frame read or sent is waiting for room in storage now (backpressure)."""
+        return self._putting or self._sends_waiting > 0
+
     async def stop(self) -> None:
-        """Unsubscribe everything, close the socket with 1000, and let :meth:`run` return."""
+        """Unsubscribe everything and close the socket with 1000. :meth:`run` returns once the
+        gateway has closed it too: every frame it sent before its close is read and handed on,
+        however long storage takes to take them (SPEC §7: a clean stop loses nothing)."""
         self._stopping = True
         self._wake.set()
         ws = self._ws
-        if ws is not None:
-            if self.authenticated:
-                try:
-                    await self._execute(ws, self._book.unsubscribe_all())
-                except ConnectionClosed:
-                    pass
-            await ws.close(1000, "recorder stopping")
-        else:
-            self._end_gap(None)  # stopped while disconnected: the gap ends with the run
+        if ws is None:  # stopped while disconnected, or connecting (see _connect_and_serve)
+            self._end_gap(None)  # the gap ends with the run
+            return
+        if self.authenticated:
+            try:
+                await self._execute(ws, self._book.unsubscribe_all())
+            except ConnectionClosed:
+                pass
+        if self._closing is None:
+            self._close_reading_on(ws, self._clock(), "recorder stopping")
 
     # -- one connection ----------------------------------------------------------------------
 
@@ -203,13 +214,16 @@ class Multiplexer:
             additional_headers={"Cookie": f"api={session_id}"},
             ssl=self._tls,
             open_timeout=self._open_timeout,
-            close_timeout=2.0,
+            close_timeout=CLOSE_WAIT_SECONDS,
             ping_interval=None,  # the gateway's hb and our tic are the keep-alive
             compression=None,
             max_size=None,  # a frame over 1 MiB is still a frame to keep
             max_queue=64,
             proxy=None,
         ) as ws:
+            if self._stopping:  # stopped during the handshake: nothing was sent on it yet
+                await ws.close(1000, "recorder stopping")
+                return False
             self._ws = ws
             self._counters.conn_id += 1
             self.connects += 1
@@ -325,7 +339,7 @@ class Multiplexer:
                 self._session.auth_lost("sts authenticated: false")
                 # the subscriptions went with the session, and nothing on this socket brings
                 # them back (a gateway may keep it open): the next socket subscribes afresh
-                self._close_for_auth_loss(ws, now)
+                self._close_reading_on(ws, now, "authentication lost")
         elif isinstance(signal, Heartbeat):
             self._last_heartbeat = now
         elif isinstance(signal, Competing):
@@ -343,17 +357,27 @@ class Multiplexer:
             log.warning("the gateway refused the session id on the socket; checking the session "
                         "and reconnecting")
             self._session.auth_lost("session refused on the socket")
-            self._close_for_auth_loss(ws, now)
+            self._close_reading_on(ws, now, "authentication lost")
 
-    def _close_for_auth_loss(self, ws: ClientConnection, now: float) -> None:
+    def _close_reading_on(self, ws: ClientConnection, now: float, reason: str) -> None:
         """Close the socket with 1000 and read on until the gateway has closed it too. No time
         limit on websockets' side: while storage makes the reader wait, the gateway's close
         waits unread behind its frames, and a limit would abort the socket and lose them. The
-        ticker gives up instead, once the socket has had ``heartbeat_timeout_seconds`` of
-        reading without closing (see :meth:`_tick_until_closed`)."""
+        ticker gives up instead, once the socket has had :meth:`_close_wait` seconds of reading
+        without closing, not counting time spent waiting for storage (see
+        :meth:`_tick_until_closed`)."""
         ws.close_timeout = None
         self._closing_since = now
-        self._closing = asyncio.ensure_future(ws.close(1000, "authentication lost"))
+        self._closing = asyncio.ensure_future(ws.close(1000, reason))
+
+    def _close_wait(self) -> float:
+        """How long a closing socket may go on without the gateway's close: at a stop, as
+        long as websockets would wait (the frames before the close take no time to read
+        unless storage is slow, and that time is not counted); after an auth loss, the
+        dead-socket timeout, since nothing waits for the recorder then."""
+        if self._stopping:
+            return min(CLOSE_WAIT_SECONDS, self._config.heartbeat_timeout_seconds)
+        return self._config.heartbeat_timeout_seconds
 
     async def _tick(self, ws: ClientConnection) -> None:
         """Timers of one connection: tic, the dead-socket watchdog, smd refresh, smh slots."""
@@ -366,13 +390,12 @@ class Multiplexer:
         keepalive = KeepAlive(self._config, self._clock())
         while True:
             now = self._clock()
-            if self._putting or self._sends_waiting:
+            if self.waiting_for_storage:
                 # frames are waiting for storage, not for the socket: it is not silent, and
                 # a close it was sent is not overdue
                 self._last_frame = self._closing_since = now
             keepalive.on_frame(self._last_frame)
-            if self._closing is not None and (
-                    now - self._closing_since >= self._config.heartbeat_timeout_seconds):
+            if self._closing is not None and now - self._closing_since >= self._close_wait():
                 self._emit("close_timeout", None, {"seconds": round(now - self._closing_since, 1)})
                 log.warning("the gateway did not close the socket: aborting it")
                 _abort(ws)
@@ -389,7 +412,7 @@ class Multiplexer:
                     return
             deadlines = [keepalive.next_deadline()]
             if self._closing is not None:
-                deadlines.append(self._closing_since + self._config.heartbeat_timeout_seconds)
+                deadlines.append(self._closing_since + self._close_wait())
             if self.authenticated:
                 await self._execute(ws, self._book.poll(now))
                 await self._execute(ws, self._smh.poll(now))

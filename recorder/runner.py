@@ -54,7 +54,11 @@ from recorder.writer import day_of
 log = logging.getLogger(__name__)
 
 STORAGE_STUCK_SECONDS = 5.0  # at stop: storage waiting out failures this long, no progress
-SOCKET_STOP_SECONDS = 3.0  # at stop: unsubscribing, then the socket closing, each at most this
+SOCKET_STOP_SECONDS = 3.0  # at stop: the socket reading nothing, not waiting for storage
+# At stop: reading the socket out to the gateway's close at most this long. What the kernel's
+# buffers held at the close (a few MB) takes seconds even when storage is slow; a gateway that
+# ignores the close and sends on is cut off here.
+SOCKET_READ_OUT_SECONDS = 60.0
 
 
 @dataclass
@@ -266,19 +270,8 @@ class Recorder:
             if summary.config_error is not None:
                 summary.stopped_by = "untrusted certificate"
             log.info("stopping (%s): unsubscribing, closing, publishing", summary.stopped_by)
-            # Stop reading first, so nothing arrives after the queue is drained. Unsubscribing
-            # puts the frames it sends, which waits while storage is full; a failing disk must
-            # not hold the stop there (what is sent but not queued goes on the pending line).
-            try:
-                async with asyncio.timeout(SOCKET_STOP_SECONDS):  # see recorder/waiting.py
-                    await mux.stop()
-                async with asyncio.timeout(SOCKET_STOP_SECONDS):
-                    await asyncio.shield(reader)
-            except TimeoutError:
-                log.warning("the socket did not close within %.0f s: closing it without "
-                            "waiting", SOCKET_STOP_SECONDS)
-                reader.cancel()
-                await asyncio.wait({reader})  # its end; a cancel of this task still propagates
+            # Stop reading first, so nothing arrives after the queue is drained.
+            await self._stop_reading(mux, reader, storage)
             keeper.cancel()
             status.cancel()
             self.emit("stop", None, {"reason": summary.stopped_by})
@@ -293,6 +286,43 @@ class Recorder:
         summary.reconnects = mux.reconnects
         summary.storage = storage.stats
         return summary
+
+    async def _stop_reading(self, mux: Multiplexer, reader: asyncio.Task[None],
+                            storage: Storage) -> None:
+        """Unsubscribe, close, and read the socket out to the gateway's close. The frames it
+        sent before its close wait unread behind storage's backpressure, and are recorded
+        however long that takes (SPEC §7: a clean stop loses nothing). Cut short, what is sent
+        but not queued going on the pending line, by storage stuck on a failing disk
+        (:class:`StopWatch`), by a socket that has read nothing and waited for no storage for
+        ``SOCKET_STOP_SECONDS``, or by a gateway still sending ``SOCKET_READ_OUT_SECONDS`` after
+        the stop."""
+        stopping = asyncio.ensure_future(mux.stop())
+        started = progressed = self._clock()
+        watch, read = StopWatch(started), mux.frames_in
+        pending: set[asyncio.Future[None]] = {stopping, reader}
+        while pending:
+            _, pending = await asyncio.wait(pending, timeout=0.5)
+            if not pending:
+                break
+            now = self._clock()
+            if mux.frames_in != read or mux.waiting_for_storage:
+                read, progressed = mux.frames_in, now
+            if watch.stuck(storage.stats, now):
+                log.warning("storage is failing at the stop: closing the socket without reading "
+                            "it out")
+            elif now - progressed >= SOCKET_STOP_SECONDS:
+                log.warning("the socket did not close within %.0f s: closing it without "
+                            "waiting", SOCKET_STOP_SECONDS)
+            elif now - started >= SOCKET_READ_OUT_SECONDS:
+                log.warning("the gateway is still sending %.0f s after the stop: closing the "
+                            "socket without reading it out", SOCKET_READ_OUT_SECONDS)
+            else:
+                continue
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending)  # their ends; a cancel of this task still propagates
+        if not stopping.cancelled():
+            stopping.result()  # a failure in stop() shows, not as a never-retrieved error
 
     async def _finish_storage(self, storage: Storage, writer: asyncio.Task[None]) -> bool:
         """Drain, flush and publish; but if storage keeps failing (a full disk) without

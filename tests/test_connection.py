@@ -187,6 +187,54 @@ def test_closing_after_an_auth_loss_loses_nothing_behind_a_slow_storage() -> Non
     assert "close_timeout" not in storage.events and "heartbeat_timeout" not in storage.events
 
 
+def test_a_stop_reads_out_what_the_gateway_sent_behind_a_slow_storage() -> None:
+    """SPEC §7: a clean stop loses nothing. The stop's close waits behind 800 frames storage
+    takes 4 s to take, twice websockets' close timeout: the socket is read out, not aborted."""
+    storage = FullStorage()
+    pad = b"x" * 2000
+
+    async def main() -> tuple[list[bytes], list[bytes]]:
+        async with SimGateway(SimOptions(seed=1, hb_interval=10.0)) as gw:
+            async with multiplexer(gw, storage, tic_seconds=30.0) as (mux, running):
+                await gw.wait_for(lambda: mux.authenticated, timeout(10))
+                storage.slow = lambda frame: 0.005
+                conn = next(c for c in gw.conns.values() if c.authed and not c.closed)
+                for i in range(800):
+                    await gw.send(conn, b'{"topic":"system","hb":%d,"pad":"%s"}' % (i, pad),
+                                  "system")
+                await mux.stop()
+                await asyncio.wait_for(running, timeout(20))
+                return [f.payload for f in gw.sent if f.conn_id == 1], _received(storage, 1)
+
+    sent, received = asyncio.run(main())
+    assert len(sent) > 800 and received == sent
+    assert "close_timeout" not in storage.events
+
+
+def test_a_stop_while_the_socket_connects_sends_nothing_on_it() -> None:
+    """The stop lands while a new socket's handshake is under way: once it opens, the socket
+    is closed at once, with nothing sent on it (no session, subscription or tic), and the run
+    ends; it used to authenticate, subscribe and run on until cancelled."""
+    storage = FullStorage()
+
+    async def main() -> None:
+        async with SimGateway(SimOptions(seed=1, hb_interval=0.1)) as gw:
+            async with multiplexer(gw, storage) as (mux, running):
+                await gw.wait_for(lambda: mux.authenticated, timeout(10))
+                gw.hold_handshakes(0.5)
+                await gw.drop_connections()
+                await gw.wait_for(lambda: gw.stats.ws_handshakes_held == 1, timeout(10))
+                sent_before = len(storage.put_frames)
+                await mux.stop()
+                await asyncio.wait_for(running, timeout(5))
+                assert gw.stats.ws_connects == 2  # the held socket did open
+                assert [f for f in storage.put_frames[sent_before:] if f.direction == OUT] == []
+                assert [r for r in gw.received if r.conn_id == 2] == []
+                assert storage.events.count("connect") == 1
+
+    asyncio.run(main())
+
+
 def test_a_frame_to_answer_on_a_closing_socket_does_not_end_the_reading() -> None:
     """After the recorder's close, an smh answer comes (its umh would be a send on a closing
     socket): the reader answers nothing there, and reads on to the end."""

@@ -11,13 +11,20 @@ import dataclasses
 import datetime as dt
 import io
 import time
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pyarrow as pa
+
 from recorder.config import SbdRequest, SmhRequest
+from recorder.frames import Frame
+from recorder.normalizer import normalize
 from recorder.recover import RecoveryReport
 from recorder.runner import Recorder
 from recorder.sim import SimGateway, SimOptions
+from recorder.sim.websocket import FULL_SPEED
 from recorder.status import StatusReporter
 from recorder.storage import Storage
 from tests.recording import logging_restored, make_config, record_while, sim_frames_in, timeout
@@ -217,6 +224,47 @@ def test_no_seq_is_lost_when_storage_is_always_full(tmp_path: Path) -> None:
     assert seqs == set(range(1, max(seqs) + 1))
     kinds = event_kinds(out)
     assert kinds[0] == "start" and "auth_ok" in kinds and "stop" in kinds[-3:]
+
+
+def test_a_clean_stop_records_every_frame_storage_was_behind_on(tmp_path: Path) -> None:
+    """SPEC §7: a clean stop loses nothing. The simulator sends at full speed into a storage
+    slowed to 5,000 frames/s, so at the stop thousands of frames wait unread in the socket's
+    buffers, ahead of the gateway's answer to the close: the stop reads them all."""
+
+    def slow_normalize(frames: Sequence[Frame]) -> dict[str, pa.Table]:
+        time.sleep(len(frames) / 5_000)  # a slow disk, in storage's own thread
+        return normalize(frames)
+
+    behind = 0
+
+    async def main() -> None:
+        nonlocal behind
+        async with SimGateway(SimOptions(seed=7, hb_interval=0.5)) as gw:
+            config = make_config(gw, tmp_path)
+
+            async def scenario(rec: Recorder) -> None:
+                nonlocal behind
+                mux = rec.multiplexer
+                assert mux is not None
+                await gw.wait_for(lambda: mux.authenticated, timeout(10))
+                gw.set_rate(FULL_SPEED)
+                await gw.wait_for(lambda: len(gw.sent) - mux.frames_in >= 5_000, timeout(20))
+                behind = len(gw.sent) - mux.frames_in
+
+            summary = await record_while(
+                config, scenario, storage=lambda o, r: Storage(o, r, normalize=slow_normalize))
+            sent = sim_frames_in(gw)
+            assert summary.storage.full_waits > 0
+
+        received = [payload for _, _, direction, payload in raw_rows(tmp_path)
+                    if direction == "in"]
+        # the same frames, each once; not compared in order, since the simulator's list
+        # orders two of its tasks' concurrent sends (heartbeat, load) as they were queued
+        assert behind >= 5_000 and len(received) == len(sent)
+        assert Counter(received) == Counter(payload for _, payload in sent)
+        assert "close_timeout" not in event_kinds(tmp_path)
+
+    asyncio.run(main())
 
 
 def test_a_second_run_in_the_folder_continues_its_seq_and_conn_id(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from recorder.connection import CLOSE_WAIT_SECONDS
 from recorder.runner import Recorder
 from recorder.sim import SimGateway, SimOptions, encode
 from tests.faults_support import events
@@ -382,6 +383,29 @@ def test_a_close_the_gateway_never_answers_is_given_up_after_the_heartbeat_timeo
     assert len(gave_up) == 1 and gave_up[0]["seconds"] >= 2.0  # heartbeat_timeout_seconds
     assert not [d for k, d in found if k == "heartbeat_timeout"]  # frames kept coming
     assert gw.stats.ws_connects == 2
+
+
+def test_a_stop_whose_close_the_gateway_never_answers_ends_after_the_close_wait(
+        tmp_path: Path) -> None:
+    """At a stop the recorder reads the socket out to the gateway's close. A gateway that
+    never answers it (its frames keep coming) is given up after ``CLOSE_WAIT_SECONDS`` of
+    reading, not after the 30 s dead-socket timeout, and the run ends with its files."""
+
+    async def main() -> None:
+        async with SimGateway(SimOptions(seed=3, hb_interval=0.2, update_interval=0.05)) as gw:
+            config = make_config(gw, tmp_path, heartbeat_timeout_seconds=30.0)
+
+            async def scenario(rec: Recorder) -> None:
+                await gw.wait_for(lambda: gw.stats.smd_subscribes >= 2, timeout(10))
+                gw.ignore_closes()
+
+            await record_while(config, scenario)
+
+    asyncio.run(main())
+    found = events(tmp_path)
+    gave_up = [d for k, d in found if k == "close_timeout"]
+    assert len(gave_up) == 1 and CLOSE_WAIT_SECONDS <= gave_up[0]["seconds"] < 30.0
+    assert [k for k, _ in found][-2:] == ["disconnect", "stop"]
 
 
 def subscribed(gw: SimGateway, times: int) -> bool:
