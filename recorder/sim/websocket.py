@@ -146,6 +146,11 @@ class WebsocketSide(GatewayCore):
         await self.send(conn, encode.system_success(self.options.username, paper), "system")
         tag = f"{self._started_ms // 1000:08x}.{conn.conn_id:08x}"
         await self.send(conn, encode.act(self.options.account, tag, paper), "act")
+        if self._unauthenticated_logins > 0:
+            self._unauthenticated_logins -= 1
+            for frame in encode.sts_auth_lost(False):
+                await self.send(conn, frame, "sts")
+            return
         await self.send(conn, encode.sts_login(self.options.username), "sts")
 
     # ---- commands --------------------------------------------------------------------------
@@ -294,6 +299,12 @@ class WebsocketSide(GatewayCore):
         """Answer each new socket's upgrade request only after ``seconds`` (0: at once): a
         gateway slow to accept, so a client's stop can land while it connects."""
         self._hold_handshakes = seconds
+
+    def unauthenticated_logins(self, count: int) -> None:
+        """The next ``count`` sockets get the login burst with ``sts authenticated: false``
+        (behaviours §38's frames) in place of the login ``sts``, while REST still says
+        authenticated. The socket stays open, beating and answering ``tic``."""
+        self._unauthenticated_logins = count
 
     def _lose_auth(self, state: AuthState) -> None:
         self.auth = state
