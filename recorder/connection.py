@@ -15,7 +15,8 @@ Rules this module keeps (SPEC §5):
   while storage is full (the backpressure), or, if the task is cancelled while it waits, to
   ``keep``, which never waits. A frame on the wire is never dropped on the way to storage.
 - ``tic`` every ``tic_seconds``; no frame at all for ``heartbeat_timeout_seconds`` means the
-  socket is dead: abort it and reconnect.
+  socket is dead: abort it and reconnect. A socket not authenticated that long never will be:
+  an auth loss, as below.
 - Any close, error or dead socket: back off (capped, jittered), then reconnect. The backoff
   starts over only after a connection that authenticated and stayed up longer than its cap.
 - A close 1000 before authentication, or ``sts`` saying unauthenticated, is an auth loss: the
@@ -395,6 +396,8 @@ class Multiplexer:
                 # a close it was sent is not overdue
                 self._last_frame = self._closing_since = now
             keepalive.on_frame(self._last_frame)
+            if self._authenticated_once:
+                keepalive.on_authenticated()
             if self._closing is not None and now - self._closing_since >= self._close_wait():
                 self._emit("close_timeout", None, {"seconds": round(now - self._closing_since, 1)})
                 log.warning("the gateway did not close the socket: aborting it")
@@ -410,6 +413,15 @@ class Multiplexer:
                     log.warning("no frame for %.1f s: the socket is dead, reconnecting", silent)
                     _abort(ws)
                     return
+                elif due is Due.UNAUTHENTICATED and self._closing is None:
+                    # open, beating, maybe saying authenticated: false, and never streaming
+                    # (behaviours §38): the session went, whatever REST said before the socket
+                    waited = self._config.heartbeat_timeout_seconds
+                    self._emit("auth_timeout", None, {"seconds": waited})
+                    log.warning("the socket was not authenticated within %.0f s: checking the "
+                                "session and reconnecting", waited)
+                    self._session.auth_lost("socket not authenticated")
+                    self._close_reading_on(ws, now, "not authenticated")
             deadlines = [keepalive.next_deadline()]
             if self._closing is not None:
                 deadlines.append(self._closing_since + self._close_wait())

@@ -9,7 +9,10 @@ Rules:
   every ``tic_seconds`` (IBKR wants one at least once a minute), ``DEAD`` once no frame at all
   came for ``heartbeat_timeout_seconds`` (the gateway sends ``hb`` every 10 s, so silence means
   the socket is gone even when it looks open). ``DEAD`` is reported once; the driver closes the
-  socket and builds a new :class:`KeepAlive` for the next one.
+  socket and builds a new :class:`KeepAlive` for the next one. ``UNAUTHENTICATED`` once the
+  socket has been open ``heartbeat_timeout_seconds`` without the driver reporting it
+  authenticated (:meth:`KeepAlive.on_authenticated`): a gateway may keep a socket whose session
+  it lost open, beating and saying ``authenticated: false``, and it will never stream.
 - One :class:`SessionTimers` per authenticated REST session: ``TICKLE`` every
   ``tickle_seconds``, ``VALIDATE`` (``/sso/validate``) every :data:`VALIDATE_SECONDS`.
 - A timer that fell behind (the process was suspended) fires once, not once per missed period,
@@ -39,6 +42,7 @@ class Due(enum.Enum):
 
     TIC = "tic"  # send a bare ``tic`` on the websocket
     DEAD = "dead"  # no frame for heartbeat_timeout_seconds: close the socket, reconnect
+    UNAUTHENTICATED = "unauthenticated"  # open that long and never authenticated: the same
     TICKLE = "tickle"  # GET /v1/api/tickle
     VALIDATE = "validate"  # GET /v1/api/sso/validate
 
@@ -69,6 +73,7 @@ class KeepAlive:
         self._next_tic = now + session.tic_seconds
         self._last_frame = now
         self._dead_reported = False
+        self._authenticate_by: float | None = now + self._timeout
 
     @property
     def last_frame(self) -> float:
@@ -82,8 +87,13 @@ class KeepAlive:
             self._last_frame = now
             self._dead_reported = False
 
+    def on_authenticated(self) -> None:
+        """The socket authenticated: ``UNAUTHENTICATED`` is never due on it."""
+        self._authenticate_by = None
+
     def poll(self, now: float) -> list[Due]:
-        """What is due at ``now``: ``TIC``, and ``DEAD`` the first time the silence is too long."""
+        """What is due at ``now``: ``TIC``; ``DEAD`` the first time the silence is too long;
+        ``UNAUTHENTICATED`` once, when the socket has been open too long unauthenticated."""
         due: list[Due] = []
         if now >= self._next_tic:
             due.append(Due.TIC)
@@ -91,13 +101,19 @@ class KeepAlive:
         if not self._dead_reported and now - self._last_frame >= self._timeout:
             due.append(Due.DEAD)
             self._dead_reported = True
+        if self._authenticate_by is not None and now >= self._authenticate_by:
+            due.append(Due.UNAUTHENTICATED)
+            self._authenticate_by = None
         return due
 
     def next_deadline(self) -> float:
         """When :meth:`poll` next has something to say (if no frame arrives before)."""
-        if self._dead_reported:
-            return self._next_tic
-        return min(self._next_tic, self._last_frame + self._timeout)
+        deadlines = [self._next_tic]
+        if not self._dead_reported:
+            deadlines.append(self._last_frame + self._timeout)
+        if self._authenticate_by is not None:
+            deadlines.append(self._authenticate_by)
+        return min(deadlines)
 
 
 class SessionTimers:

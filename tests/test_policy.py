@@ -50,8 +50,13 @@ def test_backoff_degenerate_bounds() -> None:
     assert all(d == 2.0 for d in itertools.islice(backoff(2.0, 1.0, random.Random(0)), 5))
 
 
+def authenticated(keepalive: KeepAlive) -> KeepAlive:
+    keepalive.on_authenticated()
+    return keepalive
+
+
 def test_keepalive_tics_every_period() -> None:
-    keepalive = KeepAlive(SESSION, now=100.0)
+    keepalive = authenticated(KeepAlive(SESSION, now=100.0))
     assert keepalive.next_deadline() == 125.0  # the silence limit comes first
     keepalive.on_frame(110.0)
     assert keepalive.poll(129.9) == []
@@ -63,7 +68,7 @@ def test_keepalive_tics_every_period() -> None:
 
 
 def test_keepalive_reports_dead_once_after_silence() -> None:
-    keepalive = KeepAlive(SESSION, now=0.0)
+    keepalive = authenticated(KeepAlive(SESSION, now=0.0))
     keepalive.on_frame(10.0)
     assert keepalive.poll(30.0) == [Due.TIC]
     assert keepalive.poll(34.9) == []
@@ -76,7 +81,7 @@ def test_keepalive_reports_dead_once_after_silence() -> None:
 
 
 def test_keepalive_frames_postpone_dead_and_old_times_are_ignored() -> None:
-    keepalive = KeepAlive(SESSION, now=0.0)
+    keepalive = authenticated(KeepAlive(SESSION, now=0.0))
     for t in range(5, 300, 9):  # a frame every 9 s, like hb every 10 s
         keepalive.on_frame(float(t))
         keepalive.on_frame(0.0)  # a stale report must not move time backwards
@@ -85,10 +90,33 @@ def test_keepalive_frames_postpone_dead_and_old_times_are_ignored() -> None:
 
 
 def test_keepalive_after_a_stall_fires_once_not_per_missed_period() -> None:
-    keepalive = KeepAlive(SESSION, now=0.0)
+    keepalive = authenticated(KeepAlive(SESSION, now=0.0))
     keepalive.on_frame(1000.0)
     assert keepalive.poll(1000.0) == [Due.TIC]
     assert keepalive.next_deadline() == 1025.0
+
+
+def test_keepalive_reports_a_socket_never_authenticated_once_however_busy() -> None:
+    """Frames keep coming (hb, tic replies, sts authenticated:false), so the socket is not
+    dead; but one not authenticated within the heartbeat timeout will never stream."""
+    keepalive = KeepAlive(SESSION, now=100.0)
+    assert keepalive.next_deadline() == 125.0
+    for t in range(101, 125):
+        keepalive.on_frame(float(t))
+        assert Due.UNAUTHENTICATED not in keepalive.poll(float(t))
+    assert keepalive.poll(125.0) == [Due.UNAUTHENTICATED]
+    assert keepalive.poll(126.0) == []
+    assert keepalive.next_deadline() == 130.0  # the tic; the silence limit is 149
+
+
+def test_keepalive_a_socket_authenticated_in_time_is_never_reported() -> None:
+    keepalive = KeepAlive(SESSION, now=0.0)
+    keepalive.on_frame(0.2)
+    keepalive.on_authenticated()
+    keepalive.on_frame(24.0)
+    assert keepalive.next_deadline() == 30.0
+    assert keepalive.poll(25.0) == []
+    assert keepalive.poll(30.0) == [Due.TIC]
 
 
 def test_session_timers() -> None:
@@ -116,7 +144,7 @@ def test_session_timers_never_validate_more_than_once_a_minute() -> None:
 
 
 def test_keepalive_a_frame_reported_again_at_the_same_time_does_not_rearm_dead() -> None:
-    keepalive = KeepAlive(SESSION, now=0.0)
+    keepalive = authenticated(KeepAlive(SESSION, now=0.0))
     keepalive.on_frame(10.0)
     assert keepalive.poll(35.0) == [Due.TIC, Due.DEAD]
     keepalive.on_frame(10.0)  # the same frame time again: nothing new arrived

@@ -385,6 +385,33 @@ def test_a_close_the_gateway_never_answers_is_given_up_after_the_heartbeat_timeo
     assert gw.stats.ws_connects == 2
 
 
+def test_a_socket_that_never_authenticates_is_closed_and_the_session_checked(
+        tmp_path: Path) -> None:
+    """The gateway logs the socket in with ``sts authenticated: false`` (behaviours §38) while
+    REST says authenticated, and keeps it open, beating. Frames keep coming, so it is not dead;
+    after ``heartbeat_timeout_seconds`` unauthenticated it is closed, the session checked, and
+    the next socket subscribes. It used to sit on that socket for good, recording nothing."""
+
+    async def main() -> SimGateway:
+        async with SimGateway(SimOptions(seed=3, hb_interval=0.2, update_interval=0.05)) as gw:
+            gw.unauthenticated_logins(1)
+            config = make_config(gw, tmp_path)
+
+            async def scenario(rec: Recorder) -> None:
+                await gw.wait_for(lambda: gw.stats.smd_subscribes >= 2, timeout(20))
+
+            await record_while(config, scenario)
+            return gw
+
+    gw = asyncio.run(main())
+    found = events(tmp_path)
+    kinds = [k for k, _ in found]
+    assert kinds.count("auth_timeout") == 1 and "heartbeat_timeout" not in kinds
+    assert kinds.index("auth_timeout") < kinds.index("auth_ok", kinds.index("auth_timeout"))
+    assert gw.stats.ws_connects == 2
+    assert {r.conn_id for r in gw.received if r.payload.startswith(b"smd+")} == {2}
+
+
 def test_a_stop_whose_close_the_gateway_never_answers_ends_after_the_close_wait(
         tmp_path: Path) -> None:
     """At a stop the recorder reads the socket out to the gateway's close. A gateway that
