@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from recorder.frames import DIRECTIONS, Frame
 
@@ -188,7 +189,8 @@ def _header(data: bytes) -> tuple[int, str, int] | None:
     pos = _FILE_HEAD.size + tz_len
     try:
         timezone = data[_FILE_HEAD.size : pos].decode()
-    except UnicodeDecodeError:
+        ZoneInfo(timezone)  # a flipped bit in a zone's name makes a name of no zone
+    except (UnicodeDecodeError, ValueError, ZoneInfoNotFoundError):
         return None
     return (created_ns, timezone, pos) if len(data) >= pos else None
 
@@ -260,7 +262,10 @@ class Segment:
         """Record ``number`` in ``_journal/last``, then create the segment file durably."""
         journal_dir.mkdir(parents=True, exist_ok=True)
         marker_tmp = journal_dir / "last.tmp"
-        marker_tmp.write_text(str(number))
+        with open(marker_tmp, "w") as marker:
+            marker.write(str(number))
+            marker.flush()
+            os.fsync(marker.fileno())  # else a power cut can leave an empty `last`
         os.replace(marker_tmp, journal_dir / "last")
         path = segment_path(journal_dir, number)
         file = opener(path, "xb")

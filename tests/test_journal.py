@@ -123,15 +123,42 @@ def test_a_damaged_header_still_gives_the_records(tmp_path: Path) -> None:
     """The records are read as UTC, the segment's time taken from its first frame."""
     path, frames, (head, *_ , end) = _three_records(tmp_path)
     data = path.read_bytes()
-    for bad in (b"X" + data[1:],  # the magic
-                data[:16] + b"\xff" * 8 + data[24:],  # the creation time is not checked...
-                data[:26] + b"\xff" + data[27:]):  # ...the zone's text is
+    for bad, header_lost in ((b"X" + data[1:], True),  # the magic
+                             (data[:16] + b"\xff" * 8 + data[24:], False),  # time: unchecked
+                             (data[:26] + b"\xff" + data[27:], True),  # the zone's text...
+                             (data.replace(b"New_York", b"New_Yorj", 1), True)):  # ...a zone
         path.write_bytes(bad)
         got = read_segment(path)
         assert got.frames == frames and got.torn_bytes == 0
-        if got.damaged_bytes:
+        assert bool(got.damaged_bytes) == header_lost
+        if header_lost:
             assert (got.damaged_bytes, got.created_ns, got.timezone) == (
                 head, frames[0].recv_ts_ns, "UTC")
+
+
+def test_the_last_marker_is_on_disk_before_it_is_renamed_into_place(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``_journal/last`` keeps segment numbers growing after its segments are published: it
+    must not be renamed into place before its bytes are on disk (a power cut could leave it
+    empty, and numbers start over)."""
+    synced: list[str] = []
+    order: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    def replace(src: os.PathLike[str] | str, dst: os.PathLike[str] | str) -> None:
+        order.append(f"replace {Path(src).name} after {len(synced)} fsyncs")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    Segment.create(tmp_path, 3, 0, "UTC")
+    assert synced[0] == str(tmp_path / "last.tmp")
+    assert order == ["replace last.tmp after 1 fsyncs"]
+    assert (tmp_path / "last").read_text() == "3"
 
 
 def test_failed_append_cuts_back_and_later_records_survive(tmp_path: Path) -> None:
