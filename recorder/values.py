@@ -20,7 +20,7 @@ Rules:
 from __future__ import annotations
 
 import calendar
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Final
 
 import orjson
@@ -66,10 +66,10 @@ def _display_number(text: str) -> float | None:
         if not _plain(mantissa):
             return None
         try:
-            scaled = Decimal(mantissa) * scale
-        except (InvalidOperation, ValueError):
+            scaled = float(Decimal(mantissa) * scale)
+        except (ArithmeticError, ValueError):  # InvalidOperation; Overflow past 1e999999
             return None
-        return float(scaled) if scaled.is_finite() else None
+        return scaled if scaled - scaled == 0.0 else None  # past a float's range: inf
     try:
         parsed = float(s)
     except ValueError:
@@ -161,7 +161,9 @@ def compact_utc_ms(value: object) -> int | None:
     if s[11] != ":" or s[14] != ":" or not all(p.isascii() and p.isdigit() for p in parts):
         return None
     y, mo, d, h, mi, se = (int(p) for p in parts)
-    if not (1 <= mo <= 12 and 1 <= d <= 31 and h < 24 and mi < 60 and se < 61):
+    if not (y >= 1 and 1 <= mo <= 12 and h < 24 and mi < 60 and se < 61):
+        return None
+    if not 1 <= d <= calendar.monthrange(y, mo)[1]:  # no 31 April, no 29 February 2026
         return None
     return calendar.timegm((y, mo, d, h, mi, se, 0, 0, 0)) * 1000
 

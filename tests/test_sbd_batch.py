@@ -51,6 +51,7 @@ def test_odd_ladders_are_declined_and_keep_their_place() -> None:
         LADDER.replace(b'"price":"271.68"', b'"price":"","size":"N/A"'),  # blanks
         LADDER.replace(b'sbd+DU1234567+265598', b'sbd+DU1234567+265598+ISLAND'),
         LADDER.replace(b'"bid":"1,231"', b'"bid":"1.2K","ask":"0.5%"'),
+        LADDER.replace(b'"bid":"1,231"', b'"bid":"1' + b"0" * 400 + b'K"'),  # past a float
     ]
     payloads = []
     for i in range(40):

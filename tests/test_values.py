@@ -50,6 +50,12 @@ from recorder import values
         ("1,0_00", None),
         ("\u0661\u0662", None),  # Arabic-Indic digits
         ("\u0661K", None),
+        ("1e400K", None),  # past a float's range once scaled, as "1e400" is before
+        ("1e999999K", None),  # past Decimal's own range: it raised Overflow
+        ("1" + "0" * 400 + "K", None),
+        ("1e306K", None),
+        ("1e305K", 1e308),
+        ("1e304K", 1e307),
         (None, None),
         (True, None),
         ([1], None),
@@ -184,6 +190,12 @@ def test_a_number_read_from_text_is_finite(s: str) -> None:
     ("20260429-14:2a:18", None),
     ("20260429-14x21x18", None),
     ("20260429T14:21:18", None),
+    ("20260231-10:00:00", None),  # it was 2026-03-03
+    ("20260431-10:00:00", None),
+    ("20240229-10:00:00", 1709200800000),
+    ("20250229-10:00:00", None),
+    ("00000101-10:00:00", None),  # year 0: calendar raised ValueError
+    ("00010101-00:00:00", -62135596800000),
 ])
 def test_compact_utc_time_reads_only_real_times(text: str, expected: int | None) -> None:
     assert values.compact_utc_ms(text) == expected

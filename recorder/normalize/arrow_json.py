@@ -213,13 +213,16 @@ class Columns:
             return result
         values = pa.concat_arrays([s[2] for s in strings])
         good = pc.match_substring_regex(values, NUMBER)
+        floats = to_float(values, good)
+        finite = pc.is_finite(floats)
+        if not pc.all(finite).as_py():  # past a float's range, "1" and 400 zeros: not a number
+            good = pc.and_(good, pc.fill_null(finite, FALSE))
         if not pc.all(good).as_py():  # blanks, or odd values the per-frame path must see
             odd = pc.invert(good) if decline_blanks else pc.invert(
                 pc.or_(good, pc.is_in(values, value_set=BLANKS)))
             if pc.any(odd).as_py():
                 rows = pa.concat_arrays([pc.indices_nonzero(s[1]) for s in strings])
                 self.decline_rows(pc.filter(rows, odd))
-        floats = to_float(values, good)
         offset = 0
         for key, valid, present in strings:
             part = floats.slice(offset, len(present))
