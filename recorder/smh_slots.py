@@ -16,7 +16,12 @@ stream. So:
   out earlier on this connection and has had no answer yet: then the answer is taken for that
   late one's and frees nothing. Taken for an open request's, it would free a slot whose request
   is still open at IBKR, one more than ``max_concurrent``; taken the other way, wrongly, the
-  worst is a slot held until its timeout.
+  worst is a slot held until its timeout. A late request is waited for one more
+  ``timeout_seconds``, no longer: one that is never answered would otherwise have every later
+  answer for its conid taken for the one before it, each slot held to its timeout. An answer
+  taken for a late request while one for its conid is open leaves one of the two unanswered;
+  if the open one then times out, the wait for it ends no later than the late one's would
+  have, so a request never answered is forgotten once, not handed on from round to round.
 - A reconnect voids open slots (their answers will not come): those requests go back to the
   front of the queue, in their order, and are sent again once the new connection is
   authenticated. Nothing is sent while disconnected.
@@ -27,7 +32,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
 
@@ -56,6 +61,9 @@ def smh_message(request: SmhRequest) -> str:
 class _Slot:
     index: int  # into the scheduler's requests
     sent_at: float
+    # an answer that may have been this one's was taken for a late request waited for until
+    # then: if this one times out, it is waited for no longer
+    late_until: float | None = None
 
 
 class SmhScheduler:
@@ -73,7 +81,8 @@ class SmhScheduler:
         self._open: list[_Slot] = []
         self._due: dict[int, float] = {}  # repeating request -> when it comes back
         self._unsubscribed: set[str] = set()  # serverIds that got their umh, this connection
-        self._late: dict[int, int] = {}  # conid -> timed-out requests not answered yet
+        # conid -> until when each timed-out request not answered yet is waited for, oldest first
+        self._late: dict[int, list[float]] = {}
         self._connected = False
         self.max_open_seen = 0
 
@@ -103,11 +112,14 @@ class SmhScheduler:
         self._unsubscribed.add(server_id)
         topic = f"smh+{conid}"
         detail: dict[str, object] = {"server_id": server_id}
-        late = self._late.get(conid, 0)
+        late = self._waited_for(conid, now)
         slot = None if late else next(
             (s for s in self._open if self._requests[s.index].conid == conid), None)
         if late:
-            self._late[conid] = late - 1
+            until = late.pop(0)
+            mine = next((s for s in self._open if self._requests[s.index].conid == conid), None)
+            if mine is not None:
+                self._open[self._open.index(mine)] = replace(mine, late_until=until)
             detail["matched"], detail["late"] = False, True
         elif slot is None:
             detail["matched"] = False
@@ -125,7 +137,11 @@ class SmhScheduler:
         for slot in [s for s in self._open if now - s.sent_at >= self._timeout]:
             self._open.remove(slot)
             request = self._requests[slot.index]
-            self._late[request.conid] = self._late.get(request.conid, 0) + 1
+            until = now + self._timeout
+            if slot.late_until is not None:
+                until = min(until, slot.late_until)
+            if until > now:
+                self._late.setdefault(request.conid, []).append(until)
             actions.append(Note("smh_timeout", f"smh+{request.conid}",
                                 {"waited_seconds": round(now - slot.sent_at, 3)}))
         for index, due in sorted(self._due.items(), key=lambda item: item[1]):
@@ -143,6 +159,15 @@ class SmhScheduler:
         return min(times, default=None)
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _waited_for(self, conid: int, now: float) -> list[float]:
+        """The late requests of ``conid`` still waited for at ``now`` (the others forgotten)."""
+        late = [until for until in self._late.get(conid, ()) if until > now]
+        if late:
+            self._late[conid] = late
+        else:
+            self._late.pop(conid, None)
+        return late
 
     def _idle(self, index: int) -> bool:
         return index not in self._queue and all(s.index != index for s in self._open)

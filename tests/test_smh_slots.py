@@ -115,6 +115,45 @@ def test_a_late_answer_does_not_free_an_open_request_for_the_same_conid() -> Non
                                                       "waited_seconds": 2.0}
 
 
+def test_a_request_never_answered_is_waited_for_one_timeout_more_then_forgotten() -> None:
+    """A repeating request times out and its answer never comes. Its next round is answered:
+    that answer is its own (it used to be taken for the lost one's, its slot held to its
+    timeout, which made the next round's late in turn, for the rest of the connection)."""
+    scheduler = SmhScheduler([SmhRequest(7, every_seconds=60.0)], 5, 30.0)
+    scheduler.on_authenticated(0.0)
+    assert notes(scheduler.poll(30.0), "smh_timeout")  # never answered
+    assert conids_requested(scheduler.poll(60.0)) == [7]  # the next round
+    answer = scheduler.on_answer(7, "round2", 61.0)
+    assert notes(answer, "smh_answer")[0].detail == {"server_id": "round2", "waited_seconds": 1.0}
+    assert scheduler.open_count == 0
+    assert conids_requested(scheduler.poll(120.0)) == [7]
+    answer = scheduler.on_answer(7, "round3", 120.5)
+    assert notes(answer, "smh_answer")[0].detail == {"server_id": "round3", "waited_seconds": 0.5}
+    assert not notes(scheduler.poll(150.0), "smh_timeout")
+
+
+@pytest.mark.parametrize("every", [31.0, 45.0, 55.0])
+def test_a_request_never_answered_is_not_handed_on_from_round_to_round(every: float) -> None:
+    """Rounds closer together than two timeouts: the second round's answer comes while the
+    lost first one is still waited for, and is taken for it. The second then times out, but
+    it is waited for only as long as the first would have been: from the third round on,
+    every answer is its own."""
+    scheduler = SmhScheduler([SmhRequest(7, every_seconds=every)], 5, 30.0)
+    scheduler.on_authenticated(0.0)
+    assert notes(scheduler.poll(30.0), "smh_timeout")  # the first: never answered
+    details = []
+    for round_ in range(2, 8):
+        sent_at = every * (round_ - 1)
+        timeouts = notes(scheduler.poll(sent_at), "smh_timeout")
+        assert scheduler.open_count == 1, round_
+        answer = scheduler.on_answer(7, f"round{round_}", sent_at + 1.0)
+        details.append((round_, bool(timeouts), notes(answer, "smh_answer")[0].detail))
+    assert details[0][2] == {"server_id": "round2", "matched": False, "late": True}
+    for round_, timed_out, detail in details[2:]:
+        assert detail == {"server_id": f"round{round_}", "waited_seconds": 1.0}, details
+        assert not timed_out, details
+
+
 def test_a_reconnect_forgets_the_answers_a_timed_out_request_still_owed() -> None:
     scheduler = SmhScheduler([SmhRequest(5), SmhRequest(5)], 1, 30.0)
     scheduler.on_authenticated(0.0)
