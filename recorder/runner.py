@@ -321,6 +321,7 @@ class Recorder:
             for task in pending:
                 task.cancel()
             await asyncio.wait(pending)  # their ends; a cancel of this task still propagates
+            break
         if not stopping.cancelled():
             stopping.result()  # a failure in stop() shows, not as a never-retrieved error
 

@@ -175,8 +175,9 @@ def _run(con: duckdb.DuckDBPyConnection, sql: str, fmt: str, output: Path | None
 
 
 def _shown(rel: duckdb.DuckDBPyRelation, max_rows: int) -> str:
-    """The table's text with at most ``max_rows`` rows: DuckDB's ``show`` prints it to
-    Python's standard output, the only way it gives a row count but its default 20."""
+    """The table's text with at most ``max_rows`` rows. DuckDB's ``show`` is the only call
+    that takes a row limit other than its default 20, and it prints to Python's standard
+    output."""
     text = io.StringIO()
     with redirect_stdout(text):
         rel.show(max_rows=max_rows)
