@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from recorder.connection import Multiplexer
 from recorder.frames import IN, OUT, Frame
@@ -165,50 +166,34 @@ async def _lose_auth_then_send(gw: SimGateway, storage: FullStorage, mux: Multip
     return [f.payload for f in gw.sent if f.conn_id == 1]
 
 
-def test_closing_after_an_auth_loss_loses_nothing_behind_a_slow_storage() -> None:
-    """The recorder closes the socket after sts authenticated:false. Storage is slow, so the
-    gateway's own close waits behind frames the reader has not taken yet, for longer than any
-    close timeout: the socket must not be aborted under them, every frame is recorded."""
+@pytest.mark.parametrize("close", ["auth loss", "stop"])
+def test_a_close_the_recorder_starts_reads_out_what_storage_was_behind_on(close: str) -> None:
+    """The recorder closes the socket, after sts authenticated:false or at a stop (SPEC §7: a
+    clean stop loses nothing). Storage is slow, so the gateway's own close waits behind 800
+    frames that take 4 s to take, twice websockets' 2 s close timeout: the socket must not be
+    aborted under them, every frame is recorded."""
     storage = FullStorage()
     pad = b"x" * 2000
-
-    async def main() -> tuple[list[bytes], list[bytes]]:
-        async with SimGateway(SimOptions(seed=1, hb_interval=10.0)) as gw:
-            async with multiplexer(gw, storage, tic_seconds=30.0) as (mux, _):
-                await gw.wait_for(lambda: mux.authenticated, timeout(10))
-                storage.slow = lambda frame: 0.005  # 800 frames: 4 s, twice websockets' 2 s
-                burst = [(b'{"topic":"system","hb":%d,"pad":"%s"}' % (i, pad), "system")
-                         for i in range(800)]
-                sent = await _lose_auth_then_send(gw, storage, mux, burst)
-                return sent, _received(storage, 1)
-
-    sent, received = asyncio.run(main())
-    assert received == sent
-    assert "close_timeout" not in storage.events and "heartbeat_timeout" not in storage.events
-
-
-def test_a_stop_reads_out_what_the_gateway_sent_behind_a_slow_storage() -> None:
-    """SPEC §7: a clean stop loses nothing. The stop's close waits behind 800 frames storage
-    takes 4 s to take, twice websockets' close timeout: the socket is read out, not aborted."""
-    storage = FullStorage()
-    pad = b"x" * 2000
+    burst = [(b'{"topic":"system","hb":%d,"pad":"%s"}' % (i, pad), "system") for i in range(800)]
 
     async def main() -> tuple[list[bytes], list[bytes]]:
         async with SimGateway(SimOptions(seed=1, hb_interval=10.0)) as gw:
             async with multiplexer(gw, storage, tic_seconds=30.0) as (mux, running):
                 await gw.wait_for(lambda: mux.authenticated, timeout(10))
                 storage.slow = lambda frame: 0.005
+                if close == "auth loss":
+                    sent = await _lose_auth_then_send(gw, storage, mux, burst)
+                    return sent, _received(storage, 1)
                 conn = next(c for c in gw.conns.values() if c.authed and not c.closed)
-                for i in range(800):
-                    await gw.send(conn, b'{"topic":"system","hb":%d,"pad":"%s"}' % (i, pad),
-                                  "system")
+                for payload, topic in burst:
+                    await gw.send(conn, payload, topic)
                 await mux.stop()
                 await asyncio.wait_for(running, timeout(20))
                 return [f.payload for f in gw.sent if f.conn_id == 1], _received(storage, 1)
 
     sent, received = asyncio.run(main())
     assert len(sent) > 800 and received == sent
-    assert "close_timeout" not in storage.events
+    assert "close_timeout" not in storage.events and "heartbeat_timeout" not in storage.events
 
 
 def test_a_stop_while_the_socket_connects_sends_nothing_on_it() -> None:
