@@ -90,6 +90,18 @@ def tls_context(gateway: GatewayConfig,
     )
 
 
+def _connect_failure(error: OSError) -> str:
+    """Why a connection failed, plainly: the errno's text (``Connection refused``), but for a
+    TLS failure its reason, whose errno (1) is not an errno (it read "Operation not
+    permitted")."""
+    if isinstance(error, ssl.SSLError):
+        reason = error.reason or str(error)
+        if reason == "WRONG_VERSION_NUMBER":  # the answer was not TLS
+            return "TLS handshake failed: the gateway answered without TLS (use http://)"
+        return f"TLS handshake failed: {reason}"
+    return os.strerror(error.errno) if error.errno else (str(error) or type(error).__name__)
+
+
 def untrusted_certificate(gateway: GatewayConfig, error: RestError) -> ConfigError:
     """What to tell the user whose gateway's certificate did not verify at the first contact
     (see :class:`SessionKeeper`). Only a ``cafile`` verifies (:func:`tls_context`), so it is
@@ -184,9 +196,8 @@ class GatewayApi:
             raise RestError(path, None, f"TLS certificate not trusted: {reason}",
                             untrusted=reason) from exc
         except aiohttp.ClientConnectorError as exc:  # its text shows the SSLContext's repr
-            error = exc.os_error
-            why = os.strerror(error.errno) if error.errno else (str(error) or type(error).__name__)
-            raise RestError(path, None, f"cannot connect to {exc.host}:{exc.port}: {why}") from exc
+            raise RestError(path, None, f"cannot connect to {exc.host}:{exc.port}: "
+                            f"{_connect_failure(exc.os_error)}") from exc
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             detail = type(exc).__name__ + (f": {exc}" if str(exc) else "")
             raise RestError(path, None, detail) from exc

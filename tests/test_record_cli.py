@@ -197,6 +197,30 @@ def test_dead_gateway_is_waited_for_not_fatal(tmp_path: Path) -> None:
     assert [k for k, _ in events][-1] == "stop"
 
 
+def test_https_to_a_gateway_without_tls_says_so(tmp_path: Path) -> None:
+    """The gateway serves plain http (``listenSsl: false``) and the URL says https: the
+    warning said "Operation not permitted", the text of the TLS error's errno (1)."""
+    out = tmp_path / "data"
+
+    async def main() -> tuple[int, subprocess.CompletedProcess[str]]:
+        async with SimGateway(SimOptions(seed=1, tls=False)) as gw:
+            proc = await asyncio.to_thread(subprocess.run, [
+                sys.executable, "-m", "recorder", "record", "--gateway",
+                gw.url.replace("http://", "https://"), "--out", str(out), "--smd", "265598",
+                "--duration", "2s", "--quiet"],
+                capture_output=True, text=True, timeout=timeout(30))
+            return gw.port, proc
+
+    port, proc = asyncio.run(main())
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    failures = {orjson.loads(detail)["error"] for kind, detail in rows(
+        f"SELECT kind, detail FROM read_parquet('{out}/events/**/*.parquet')")
+        if kind == "rest_error"}
+    assert failures == {f"/tickle: cannot connect to 127.0.0.1:{port}: TLS handshake failed: "
+                        "the gateway answered without TLS (use http://)"}
+    assert "Operation not permitted" not in proc.stderr
+
+
 @pytest.mark.parametrize("given", ["option", "file"])
 def test_a_certificate_that_does_not_verify_at_the_first_contact_is_a_bad_config(
         tmp_path: Path, given: str) -> None:
