@@ -30,7 +30,7 @@ import aiohttp
 
 from recorder.config import Config, ConfigError
 from recorder.connection import Multiplexer
-from recorder.frames import Frame, event_frame
+from recorder.frames import IN, Frame, event_frame
 from recorder.ids import Counters
 from recorder.messages import os_reason
 from recorder.pacing import Pacer
@@ -72,6 +72,7 @@ class RunSummary:
     recovered_frames: int = 0
     storage: StorageStats = field(default_factory=StorageStats)
     abandoned: bool = False  # storage kept failing at the stop: the journal holds the rest
+    not_journaled: int = 0  # frames received that storage never journaled: lost when abandoned
     config_error: ConfigError | None = None  # what stopped the run, if the config did
 
 
@@ -278,7 +279,8 @@ class Recorder:
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pump
-            summary.abandoned = await self._finish_storage(storage, writer)
+            lost = await self._finish_storage(storage, writer)
+            summary.abandoned, summary.not_journaled = lost is not None, lost or 0
         summary.seconds = self._clock() - started
         summary.frames_in = mux.frames_in
         summary.frames_by_topic = _topic_counts(mux)
@@ -325,10 +327,11 @@ class Recorder:
         if not stopping.cancelled():
             stopping.result()  # a failure in stop() shows, not as a never-retrieved error
 
-    async def _finish_storage(self, storage: Storage, writer: asyncio.Task[None]) -> bool:
+    async def _finish_storage(self, storage: Storage, writer: asyncio.Task[None]) -> int | None:
         """Drain, flush and publish; but if storage keeps failing (a full disk) without
         progress (see :class:`StopWatch`), stop without it instead of hanging: the journal
-        keeps what it has for ``recorder recover``. True if it stopped without it."""
+        keeps what it has for ``recorder recover``. None once all is published; if it stopped
+        without storage, the number of frames received that were never journaled."""
 
         async def finish() -> None:
             await self._put_pending(storage)
@@ -341,20 +344,24 @@ class Recorder:
             done, _ = await asyncio.wait({task}, timeout=0.5)
             if done:
                 task.result()
-                return False
+                return None
             stats = storage.stats
             if watch.stuck(stats, self._clock()):
-                log.error(
-                    "storage is failing (%s) and made no progress in %.0f s of retrying: "
-                    "stopping without it; %d frames were not journaled. Once the disk is fixed, "
-                    "run `recorder recover %s` to publish what the journal holds",
-                    stats.failing, STORAGE_STUCK_SECONDS,
-                    storage.unjournaled + len(self._pending), self.config.output.dir)
                 task.cancel()
                 writer.cancel()
                 await asyncio.gather(task, writer, return_exceptions=True)
+                unjournaled = [*storage.take_unjournaled(), *self._pending]
+                lost = sum(frame.direction == IN for frame in unjournaled)
+                log.error(
+                    "storage is failing (%s) and made no progress in %.0f s of retrying: "
+                    "stopping without it; %d frames received were not journaled (and %d of "
+                    "the recorder's own messages and events). Once the disk is fixed, run "
+                    "`recorder recover %s` to publish what the journal holds",
+                    stats.failing, STORAGE_STUCK_SECONDS, lost, len(unjournaled) - lost,
+                    self.config.output.dir)
+                self._pending.clear()
                 await storage.abandon()
-                return True
+                return lost
 
     async def _wait_for_stop(self, stop: asyncio.Event, started: float) -> str:
         """Wait for a signal, ``--duration`` (counted from ``started``, the command's start)

@@ -420,7 +420,7 @@ class Storage:
         self._running = False
         self._done = asyncio.Event()
         self._full_waits = 0
-        self._in_hand = 0  # frames of the batch being written (see unjournaled)
+        self._in_hand: list[Frame] = []  # the batch being written (see unjournaled)
         self._failing: str | None = None  # see StorageStats.failing
         self._retrying = False  # see StorageStats.retrying
         # All file work on one thread of storage's own, not asyncio's shared pool: a write's
@@ -441,7 +441,17 @@ class Storage:
     def unjournaled(self) -> int:
         """Frames storage holds that are not in the journal yet: the queue and the batch in
         hand (being written, or waiting to be retried)."""
-        return self._queue.qsize() + self._in_hand
+        return self._queue.qsize() + len(self._in_hand)
+
+    def take_unjournaled(self) -> list[Frame]:
+        """The frames of :attr:`unjournaled`, in order, taken out of storage: for counting what
+        a stop without storage (:meth:`abandon`) loses. Call once the writer task has ended."""
+        frames, self._in_hand = self._in_hand, []
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if isinstance(item, Frame):
+                frames.append(item)
+        return frames
 
     @property
     def stats(self) -> StorageStats:
@@ -553,11 +563,9 @@ class Storage:
         await self._retry("closing", self._pipeline.close)
 
     async def _write(self, batch: list[Frame]) -> None:
-        self._in_hand = len(batch)
-        try:
-            await self._retry("journal write", self._pipeline.write, batch)
-        finally:
-            self._in_hand = 0
+        self._in_hand = batch  # kept if the write never ends: see take_unjournaled
+        await self._retry("journal write", self._pipeline.write, batch)
+        self._in_hand = []
 
     async def _take(self, deadline: float) -> tuple[list[Frame], bool]:
         """Frames to write next (at most ``batch_max``), and whether the stop was reached.

@@ -12,6 +12,7 @@ import io
 import os
 import pty
 import random
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -382,9 +383,20 @@ def test_full_disk(tmp_path: Path, disk: Path, space_returns: bool) -> None:
                     child.proc.send_signal(signal.SIGTERM)
                     code = await child.wait(30)
                     assert code == 1, child.text()  # it stopped with frames left to recover
-                    assert child.text().strip().splitlines()[-1] == (
-                        "recorder: storage failed: what was received is in the journal, not the "
-                        f"tables; once the disk is fixed, run `recorder recover {out}`")
+                    said = child.text()
+                    lost = re.search(r"stopping without it; (\d+) frames received were not "
+                                     r"journaled", said)
+                    assert lost, said
+                    n = int(lost[1])
+                    kept = (f"{n:,} frame{'' if n == 1 else 's'} received could not be "
+                            "journaled and are lost; the rest is in the journal" if n else
+                            "what was received is in the journal")
+                    assert said.strip().splitlines()[-1] == (
+                        f"recorder: storage failed: {kept}, not the tables; once the disk is "
+                        f"fixed, run `recorder recover {out}`")
+                    if n:
+                        assert "none was lost" not in said
+                        assert f"\n  lost: {n:,} frame" in said
                     ballast.unlink()
             finally:
                 await child.kill()
@@ -458,7 +470,7 @@ def test_a_stop_on_a_full_disk_with_a_full_queue_ends_and_loses_nothing_journale
     what to run; ``recorder recover`` then publishes every frame the journal took."""
     from recorder.recover import recover_dir
     from recorder.redact import Redactor
-    from recorder.runner import Recorder
+    from recorder.runner import Recorder, RunSummary
     from recorder.storage import Storage, StorageOptions, StorageStats
     from tests.recording import make_config, record_while
     from tests.storage_frames import FullDisk, rows
@@ -469,7 +481,7 @@ def test_a_stop_on_a_full_disk_with_a_full_queue_ends_and_loses_nothing_journale
     def storage(options: StorageOptions, redactor: Redactor) -> Storage:
         return Storage(options, redactor, opener=disk)
 
-    async def main() -> int:
+    async def main() -> RunSummary:
         async with SimGateway(SimOptions(seed=7, hb_interval=0.5, update_interval=0.1)) as gw:
             config = make_config(gw, out, smd=("265598",), orders=True, pnl=True,
                                  tic_seconds=10.0)
@@ -489,17 +501,24 @@ def test_a_stop_on_a_full_disk_with_a_full_queue_ends_and_loses_nothing_journale
 
             summary = await record_while(config, scenario, queue_max=50, storage=storage)
         assert summary.abandoned
-        return summary.storage.frames
+        return summary
 
-    journaled = asyncio.run(main())
-    assert "made no progress in 5 s of retrying: stopping without it" in caplog.text
+    summary = asyncio.run(main())
+    assert "made no progress in 5 s of retrying: stopping without it; " \
+        f"{summary.not_journaled} frames received were not journaled" in caplog.text
     assert f"run `recorder recover {out}`" in caplog.text
     disk.budget = 10**12
     recover_dir(out)
     published = [seq for (seq,) in rows(
         f"SELECT seq FROM read_parquet('{out}/raw/**/*.parquet') UNION "
         f"SELECT seq FROM read_parquet('{out}/events/**/*.parquet') ORDER BY seq")]
+    journaled = summary.storage.frames
     assert journaled > 0 and published == list(range(1, journaled + 1))
+    # what was read from the socket is either in raw now or counted as lost, never both
+    [(in_raw,)] = rows(f"SELECT count(*) FROM read_parquet('{out}/raw/**/*.parquet') "
+                       "WHERE direction = 'in'")
+    assert summary.not_journaled > 0
+    assert summary.frames_in == in_raw + summary.not_journaled
 
 
 def test_the_status_line_shows_a_storage_error_while_it_lasts(tmp_path: Path) -> None:

@@ -279,6 +279,15 @@ def test_the_summary_says_when_storage_fell_behind() -> None:
     assert _summary_text(run, Path("day")).splitlines()[-1] == (
         "  storage fell behind: 1,234 time(s) a frame waited for room in its queue and reading"
         " paused; none was lost")
+    # a stop without storage (a full disk) lost what it never journaled: the summary says so
+    run.abandoned, run.not_journaled = True, 10_158
+    assert _summary_text(run, Path("day")).splitlines()[-3:] == [
+        "  connections: 1, reconnects: 0",
+        "  storage fell behind: 1,234 time(s) a frame waited for room in its queue and reading"
+        " paused",
+        "  lost: 10,158 frames received, never journaled: storage failed before it could write"
+        " them",
+    ]
 
 
 def _dead_port() -> int:

@@ -155,9 +155,11 @@ def record(
         click.echo(f"recorder: bad config: {summary.config_error}", err=True)
         sys.exit(2)
     if summary.abandoned:
-        click.echo(f"recorder: storage failed: what was received is in the journal, not the "
-                   f"tables; once the disk is fixed, run `recorder recover "
-                   f"{config.output.dir}`", err=True)
+        kept = ("what was received is in the journal" if not summary.not_journaled else
+                f"{_frames(summary.not_journaled)} received could not be journaled and are "
+                "lost; the rest is in the journal")
+        click.echo(f"recorder: storage failed: {kept}, not the tables; once the disk is fixed, "
+                   f"run `recorder recover {config.output.dir}`", err=True)
         sys.exit(1)
 
 
@@ -240,5 +242,13 @@ def _summary_text(s: RunSummary, out: Path) -> str:
     ]
     if stats.full_waits:
         lines.append(f"  storage fell behind: {stats.full_waits:,} time(s) a frame waited for"
-                     f" room in its queue and reading paused; none was lost")
+                     " room in its queue and reading paused"
+                     + ("" if s.not_journaled else "; none was lost"))
+    if s.not_journaled:
+        lines.append(f"  lost: {_frames(s.not_journaled)} received, never journaled: storage "
+                     "failed before it could write them")
     return "\n".join(lines)
+
+
+def _frames(n: int) -> str:
+    return f"{n:,} frame" + ("" if n == 1 else "s")
