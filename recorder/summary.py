@@ -2,11 +2,13 @@
 
 Everything is read through the views (:mod:`recorder.views`), so the summary counts exactly
 what a query would see. Per table: rows, files, first and last ``recv_ts``. Per conid: smd
-frames. Gaps: *silences* (two consecutive ``market_data`` rows of a conid further apart than
-``silence_seconds``) and *disconnects* (from the last frame a lost connection received, as
-its ``gap`` event says, or else its ``disconnect`` event, to the next ``connect``, or
-open-ended; a clean stop's own disconnect is no gap).
-Reconnects: ``connect`` events that follow a ``disconnect``.
+frames. Gaps: *silences* (two consecutive ``market_data`` rows of a stream further apart
+than ``silence_seconds``), *disconnects* (from the last frame a lost connection received, as
+its ``gap`` event says, or else its ``disconnect`` event, to the next ``connect``, to the
+run's ``stop``, or open-ended; a clean stop's own disconnect is no gap) and *crashes* (a run
+that ended without a stop, from its connection's last frame to the next run's ``connect``).
+A disconnect or crash that spans two trading days is in the summary of each.
+Reconnects: ``connect`` events of the same run that end a disconnect.
 
 Times are UTC ISO-8601 strings. :func:`to_dict` is the ``--json`` form; :func:`to_text` the
 terminal form.
@@ -29,7 +31,14 @@ from recorder.journal import JOURNAL_DIR, list_segments, segment_path
 from recorder.messages import first_line
 from recorder.recover import FolderLock
 from recorder.schema import TABLES
-from recorder.views import NoRecording, is_recording, open_views, recorded_dates, table_sql
+from recorder.views import (
+    STREAM,
+    NoRecording,
+    is_recording,
+    open_views,
+    recorded_dates,
+    table_sql,
+)
 
 
 class Unreadable(ValueError):
@@ -70,7 +79,7 @@ class Summary:
     folder: str
     date: str | None
     tables: list[TableSummary]
-    frames_per_conid: dict[int, int]
+    frames_per_conid: dict[str, int]  # per stream: conid, or conid@exchange when one was asked
     gaps: list[Gap]
     reconnects: int
     auth_lost: int
@@ -136,50 +145,107 @@ def summarize(path: str | Path, date: str | None = None, silence_seconds: float 
 def _summarize(con: duckdb.DuckDBPyConnection, root: Path, date: str | None,
                silence_seconds: float, tables: list[TableSummary]) -> Summary:
     where, params = _date_filter(date)
-    per_conid = dict(con.execute(
-        f"SELECT conid, count(*) FROM market_data {where} GROUP BY conid ORDER BY conid",
-        params).fetchall())
+    # a stream as the quotes view has it: 265598 and 265598@NASDAQ are two books
+    per_stream = dict(con.execute(
+        f"SELECT {STREAM}, count(*) FROM market_data {where} GROUP BY conid, {STREAM} "
+        f"ORDER BY conid, {STREAM}", params).fetchall())
     gaps = [Gap("silence", conid, _iso(prev) or "", _iso(ts), round(ms / 1000, 3))
             for conid, prev, ts, ms in con.execute(
                 f"""SELECT conid, prev, ts, (ts - prev) / 1e6 AS ms FROM (
-                      SELECT conid, epoch_ns(recv_ts) AS ts,
-                        lag(epoch_ns(recv_ts)) OVER (PARTITION BY conid ORDER BY recv_ts, seq)
-                          AS prev
+                      SELECT conid, {STREAM} AS stream, epoch_ns(recv_ts) AS ts,
+                        lag(epoch_ns(recv_ts)) OVER (PARTITION BY conid, {STREAM}
+                                                     ORDER BY recv_ts, seq) AS prev
                       FROM market_data {where})
-                    WHERE ms > ? ORDER BY prev, conid""",
+                    WHERE ms > ? ORDER BY prev, conid, stream""",
                 [*params, silence_seconds * 1000]).fetchall()]
     and_kind = "AND" if where else "WHERE"
+    auth_lost = con.execute(f"SELECT count(*) FROM events {where} {and_kind} kind = 'auth_lost'",
+                            params).fetchone()
+    outages = _outages(con)
+    # an outage is the day's if any of it is: one across midnight shows on both days, whole
+    day = dt.date.fromisoformat(date) if date else None
+    gaps += [o.gap for o in outages if day is None or o.spans(day)]
+    reconnects = sum(o.reconnected and (day is None or o.end_date == day) for o in outages)
+    gaps.sort(key=lambda g: (g.start, g.kind))
+    return Summary(str(root), date, tables, per_stream, gaps, reconnects,
+                   auth_lost[0] if auth_lost else 0, _journal(root), recorded_dates(root))
+
+
+@dataclass(frozen=True)
+class _Outage:
+    gap: Gap
+    start_date: dt.date
+    end_date: dt.date | None  # None: not over (no connect after it)
+    reconnected: bool  # ended by a connect of the same run (not a restart, not a stop)
+
+    def spans(self, day: dt.date) -> bool:
+        return self.start_date <= day and (self.end_date is None or day <= self.end_date)
+
+
+def _outages(con: duckdb.DuckDBPyConnection) -> list[_Outage]:
+    """The folder's disconnects, from every day's events (a few per connection): an outage
+    that starts one trading day and ends the next has its two ends in two days' events.
+
+    A lost connection is down from its last frame received (its ``gap`` event's
+    ``start_ns``, else its ``disconnect`` event) to the next ``connect``, or to the run's
+    ``stop``. A run that ended without a stop (killed, crashed, a power cut) leaves a
+    connection that never disconnected: the next run's ``start`` finds it open, and the
+    outage (kind ``crash``) starts at the last frame that connection received."""
     events = con.execute(
-        "SELECT kind, epoch_ns(recv_ts), "
+        "SELECT kind, epoch_ns(recv_ts), date, "
         "coalesce(try(json_extract_string(detail, '$.stopping')) = 'true', false), "
-        "try_cast(json_extract_string(detail, '$.conn_id') AS BIGINT) "
-        f"FROM events {where} {and_kind} kind IN ('connect', 'disconnect', 'auth_lost') "
-        "ORDER BY recv_ts, seq", params).fetchall()
+        "coalesce(try_cast(json_extract_string(detail, '$.conn_id') AS BIGINT), conn_id) "
+        "FROM events WHERE kind IN ('connect', 'disconnect', 'start', 'stop') "
+        "ORDER BY recv_ts, seq").fetchall()
     # A lost connection's own account of its gap: from the last frame it received, which for
     # a silent socket is the heartbeat timeout (25 s) before its disconnect event.
     last_frame = dict(con.execute(
         "SELECT try_cast(json_extract_string(detail, '$.conn_id') AS BIGINT), "
         "try_cast(json_extract_string(detail, '$.start_ns') AS BIGINT) "
-        f"FROM events {where} {and_kind} kind = 'gap'", params).fetchall())
-    reconnects, auth_lost = 0, 0
-    down: int | None = None
-    for kind, ts, stopping, conn_id in events:
-        if kind == "auth_lost":
-            auth_lost += 1
-        elif kind == "disconnect" and stopping:
-            continue  # the recorder's own clean stop: the run ended, nothing was missed
-        elif kind == "disconnect" and down is None:
-            down = min(ts, last_frame.get(conn_id) or ts)
-        elif kind == "connect" and down is not None:
-            reconnects += 1
-            gaps.append(Gap("disconnect", None, _iso(down) or "", _iso(ts),
-                            round((ts - down) / 1e9, 3)))
-            down = None
+        "FROM events WHERE kind = 'gap'").fetchall())
+    outages: list[_Outage] = []
+    down: tuple[str, int, dt.date] | None = None  # kind, since, its date
+    restarted = False  # a new run started while down: its connect is no reconnect
+    up: tuple[int, int, dt.date] | None = None  # the open connection: id, connected, date
+
+    def end(ts: int | None, date: dt.date | None, reconnected: bool) -> None:
+        nonlocal down
+        assert down is not None
+        kind, since, since_date = down
+        seconds = None if ts is None else round((ts - since) / 1e9, 3)
+        outages.append(_Outage(Gap(kind, None, _iso(since) or "", _iso(ts), seconds),
+                               since_date, date, reconnected))
+        down = None
+
+    for kind, ts, date, stopping, conn_id in events:
+        if kind == "connect":
+            if down is not None:
+                end(ts, date, reconnected=not restarted)
+            up = (conn_id, ts, date)
+        elif kind == "disconnect":
+            if down is None and not stopping:  # a clean stop's own disconnect is no gap
+                down = ("disconnect", min(ts, last_frame.get(conn_id) or ts), date)
+                restarted = False
+            up = None
+        elif kind == "start":
+            if up is not None:  # the last run ended with this connection open
+                down = ("crash", *_last_received(con, *up))
+            restarted, up = True, None
+        elif kind == "stop" and down is not None:
+            end(ts, date, reconnected=False)  # down to the stop: after it, nothing was asked
     if down is not None:
-        gaps.append(Gap("disconnect", None, _iso(down) or "", None, None))
-    gaps.sort(key=lambda g: (g.start, g.kind))
-    return Summary(str(root), date, tables, per_conid, gaps, reconnects, auth_lost,
-                   _journal(root), recorded_dates(root))
+        end(None, None, reconnected=False)
+    return outages
+
+
+def _last_received(con: duckdb.DuckDBPyConnection, conn_id: int, connected: int,
+                   date: dt.date) -> tuple[int, dt.date]:
+    """When and on which day connection ``conn_id`` received its last frame (its connect,
+    if none)."""
+    row = con.execute(
+        "SELECT epoch_ns(recv_ts), date FROM raw WHERE conn_id = ? AND direction = 'in' "
+        "ORDER BY recv_ts DESC, seq DESC LIMIT 1", [conn_id]).fetchone()
+    return (row[0], row[1]) if row else (connected, date)
 
 
 def describe_days(days: list[str]) -> str:
@@ -206,7 +272,6 @@ def _journal(root: Path) -> Journal:
 
 def to_dict(summary: Summary) -> dict[str, Any]:
     out = asdict(summary)
-    out["frames_per_conid"] = {str(k): v for k, v in summary.frames_per_conid.items()}
     return out
 
 
@@ -228,6 +293,8 @@ def to_text(summary: Summary) -> str:
     for g in summary.gaps:
         who = f"conid {g.conid}" if g.conid is not None else "socket"
         length = f"{g.seconds:,.1f} s" if g.seconds is not None else "not reconnected"
+        if g.kind == "crash":
+            length += "; the run ended without stopping: killed, crashed or a power cut"
         lines.append(f"    {g.kind:<10} {who:<16} {g.start} .. {g.end or '?'}  ({length})")
     j = summary.journal
     if j.segments:

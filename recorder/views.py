@@ -115,14 +115,17 @@ def table_sql(root: Path, table: str, file: Path | None = None) -> str:
             f"UNION ALL BY NAME {_no_rows(table, duckdb_type)})")
 
 
+# A market_data row's stream: its conid, with the routing exchange if one was asked for
+# (``265598@NASDAQ``); a frame without conidEx (gateways before 2023) is the plain stream.
+STREAM = "coalesce(conid_ex, CAST(conid AS VARCHAR))"
+
+
 def quotes_sql() -> str:
     """Each column's latest value per stream (conid, and the routing exchange ``conid_ex``
     names: ``265598`` and ``265598@NASDAQ`` are two books): the latest non-null one, or null
     since a frame cleared it (sent one of its field ids blank). A struct carries the value, so
     a cleared column's null is a value that ``IGNORE NULLS`` keeps."""
-    # a frame without conidEx (gateways before 2023) is the conid's plain stream
-    stream = "conid, coalesce(conid_ex, CAST(conid AS VARCHAR))"
-    window = f"OVER (PARTITION BY {stream} ORDER BY recv_ts, seq ROWS UNBOUNDED PRECEDING)"
+    window = f"OVER (PARTITION BY conid, {STREAM} ORDER BY recv_ts, seq ROWS UNBOUNDED PRECEDING)"
     cols = []
     for col in columns("market_data"):
         name = col.name

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import io
 import os
 import pty
@@ -23,6 +24,7 @@ import pytest
 
 from recorder.faultmatrix import compare, read_tables
 from recorder.sim import SimGateway, SimOptions
+from recorder.summary import summarize
 from tests.faults_support import (
     RECORDER,
     Child,
@@ -37,6 +39,7 @@ from tests.faults_support import (
     spawn_record,
 )
 from tests.recording import timeout
+from tests.storage_frames import rows
 
 FLUSH = 0.2
 KILL_DIRS = 4
@@ -146,8 +149,24 @@ def test_the_next_record_publishes_what_a_kill_9_left(tmp_path: Path) -> None:
         first = [r.conn_id for r in recorded if r.recv_ts <= killed]
         second = [r.conn_id for r in recorded if r.recv_ts > killed]
         assert second and min(second) > max(first)
+        # summary shows the hole: from the killed run's last frame to the next run's connect
+        [gap] = summarize(out, silence_seconds=3600).gaps
+        reconnected = min(ts for ts, kind, conn in rows(
+            f"SELECT epoch_ns(recv_ts), kind, conn_id FROM read_parquet('{out}/events/**/*"
+            ".parquet')") if kind == "connect" and conn == min(second))
+        last_in = max(r.recv_ts for r in recorded
+                      if r.conn_id == max(first) and r.direction == "in")
+        assert gap.kind == "crash" and gap.end is not None
+        # the views read times to the microsecond
+        assert abs(_epoch_ns(gap.start) - last_in) < 1000
+        assert abs(_epoch_ns(gap.end) - reconnected) < 1000
 
     asyncio.run(main())
+
+
+def _epoch_ns(iso: str) -> int:
+    when = dt.datetime.fromisoformat(iso)
+    return int(when.timestamp()) * 10**9 + when.microsecond * 1000
 
 
 async def _streaming(gw: SimGateway) -> None:
@@ -473,7 +492,7 @@ def test_a_stop_on_a_full_disk_with_a_full_queue_ends_and_loses_nothing_journale
     from recorder.runner import Recorder, RunSummary
     from recorder.storage import Storage, StorageOptions, StorageStats
     from tests.recording import make_config, record_while
-    from tests.storage_frames import FullDisk, rows
+    from tests.storage_frames import FullDisk
 
     out = tmp_path / "data"
     disk = FullDisk(budget=10**12)

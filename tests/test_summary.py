@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -52,7 +53,7 @@ def test_summary_counts_gaps_and_reconnects(tmp_path: Path) -> None:
     assert by_table["raw"] == (4, 2, "2026-04-30T14:00:01Z", "2026-04-30T14:01:41Z")
     assert by_table["events"] == (5, 2, "2026-04-30T14:00:00Z", "2026-04-30T14:02:00Z")
     assert by_table["trades"] == (0, 0, None, None)
-    assert s.frames_per_conid == {265598: 4}
+    assert s.frames_per_conid == {"265598": 4}
     assert s.gaps == [
         Gap("silence", 265598, "2026-04-30T14:00:02Z", "2026-04-30T14:01:40Z", 98.0),
         Gap("disconnect", None, "2026-04-30T14:00:50Z", "2026-04-30T14:00:55Z", 5.0),
@@ -124,6 +125,113 @@ def test_a_clean_stop_is_not_a_gap(tmp_path: Path) -> None:
     pipe.close()
     s = summarize(tmp_path)
     assert s.gaps == [] and s.reconnects == 0
+
+
+def _write(root: Path, *runs: list[Frame]) -> None:
+    """Each run's frames as a run publishes them, in a folder of its own files."""
+    for frames in runs:
+        pipe = Pipeline(root, timezone="America/New_York",
+                        clock=functools.partial(int, frames[0].recv_ts_ns))
+        pipe.write(frames)
+        pipe.close()
+
+
+def test_a_run_killed_with_its_connection_open_leaves_a_crash_gap(tmp_path: Path) -> None:
+    """kill -9 (or a power cut) writes neither a disconnect nor a stop: the next run's start
+    finds the connection open, and the gap runs from its last frame to the next connect.
+    The summary used to show none."""
+    aapl = [p for p in real_payloads() if b'"topic":"smd+265598"' in p][:3]
+    _write(tmp_path, [
+        event_frame(T0, 0, 1, "start", None, {}),
+        event_frame(T0 + 1 * S, 1, 2, "connect", None, {"conn_id": 1}),
+        Frame(T0 + 2 * S, 1, 3, "in", aapl[0]),
+        Frame(T0 + 3 * S, 1, 4, "out", b"tic"),  # sent, not received: the gap starts before
+        Frame(T0 + 4 * S, 1, 5, "in", aapl[1]),
+        Frame(T0 + 6 * S, 1, 6, "out", b"tic"),
+    ], [  # killed; started again a minute later
+        event_frame(T0 + 64 * S, 1, 7, "start", None, {}),
+        event_frame(T0 + 65 * S, 2, 8, "connect", None, {"conn_id": 2}),
+        Frame(T0 + 66 * S, 2, 9, "in", aapl[2]),
+    ])
+    s = summarize(tmp_path, silence_seconds=120)
+    assert s.gaps == [Gap("crash", None, "2026-04-30T14:00:04Z", "2026-04-30T14:01:05Z", 61.0)]
+    assert s.reconnects == 0  # a new run, not a reconnect
+    assert to_text(s).splitlines()[-1] == (
+        "    crash      socket           2026-04-30T14:00:04Z .. 2026-04-30T14:01:05Z  (61.0 s; "
+        "the run ended without stopping: killed, crashed or a power cut)")
+
+
+def test_a_run_killed_while_disconnected_ends_its_gap_at_the_next_run(tmp_path: Path) -> None:
+    _write(tmp_path, [
+        event_frame(T0, 0, 1, "start", None, {}),
+        event_frame(T0 + 1 * S, 1, 2, "connect", None, {"conn_id": 1}),
+        event_frame(T0 + 9 * S, 1, 3, "disconnect", None, {"conn_id": 1, "code": 1006}),
+    ], [
+        event_frame(T0 + 30 * S, 1, 4, "start", None, {}),
+        event_frame(T0 + 31 * S, 2, 5, "connect", None, {"conn_id": 2}),
+    ])
+    s = summarize(tmp_path)
+    assert s.gaps == [
+        Gap("disconnect", None, "2026-04-30T14:00:09Z", "2026-04-30T14:00:31Z", 22.0)]
+    assert s.reconnects == 0
+
+
+def test_a_stop_while_disconnected_ends_the_gap(tmp_path: Path) -> None:
+    _write(tmp_path, [
+        event_frame(T0, 0, 1, "start", None, {}),
+        event_frame(T0 + 1 * S, 1, 2, "connect", None, {"conn_id": 1}),
+        event_frame(T0 + 9 * S, 1, 3, "disconnect", None, {"conn_id": 1, "code": 1006}),
+        event_frame(T0 + 20 * S, 1, 4, "stop", None, {"reason": "signal"}),
+    ], [  # the next day's run: no gap of the night
+        event_frame(T0 + 86_400 * S, 1, 5, "start", None, {}),
+        event_frame(T0 + 86_401 * S, 2, 6, "connect", None, {"conn_id": 2}),
+    ])
+    s = summarize(tmp_path)
+    assert s.gaps == [
+        Gap("disconnect", None, "2026-04-30T14:00:09Z", "2026-04-30T14:00:20Z", 11.0)]
+    assert s.reconnects == 0
+
+
+def test_a_disconnect_across_midnight_is_in_both_days(tmp_path: Path) -> None:
+    """T0 is 10:00 in New York; 14 h later the trading day changes. The gap's disconnect is
+    in one day's events and its connect in the next: day one used to say "not reconnected",
+    and day two showed no gap at all."""
+    midnight = T0 + 14 * 3600 * S
+    _write(tmp_path, [
+        event_frame(T0, 0, 1, "start", None, {}),
+        event_frame(T0 + 1 * S, 1, 2, "connect", None, {"conn_id": 1}),
+        event_frame(midnight - 10 * S, 1, 3, "disconnect", None, {"conn_id": 1, "code": 1006}),
+        event_frame(midnight + 15 * S, 2, 4, "connect", None, {"conn_id": 2}),
+        event_frame(midnight + 20 * S, 2, 5, "disconnect", None, {"conn_id": 2, "code": 1006}),
+        event_frame(midnight + 22 * S, 3, 6, "connect", None, {"conn_id": 3}),
+    ])
+    across = Gap("disconnect", None, "2026-05-01T03:59:50Z", "2026-05-01T04:00:15Z", 25.0)
+    later = Gap("disconnect", None, "2026-05-01T04:00:20Z", "2026-05-01T04:00:22Z", 2.0)
+    day1, day2 = summarize(tmp_path, date="2026-04-30"), summarize(tmp_path, date="2026-05-01")
+    assert (day1.gaps, day1.reconnects) == ([across], 0)  # reconnected the next day
+    assert (day2.gaps, day2.reconnects) == ([across, later], 2)
+    assert summarize(tmp_path, date="2026-05-02").gaps == []
+    assert summarize(tmp_path).reconnects == 2
+
+
+def test_two_routing_exchanges_of_a_conid_are_two_streams(tmp_path: Path) -> None:
+    """``265598`` and ``265598@NASDAQ`` are two books (as in the quotes view): counted and
+    watched for silences apart. They used to be added together."""
+    plain = b'{"topic":"smd+265598","conid":265598,"conidEx":"265598","31":"271.5"}'
+    routed = (b'{"topic":"smd+265598@NASDAQ","conid":265598,"conidEx":"265598@NASDAQ",'
+              b'"31":"271.6"}')
+    _write(tmp_path, [
+        event_frame(T0, 1, 1, "connect", None, {"conn_id": 1}),
+        Frame(T0 + 1 * S, 1, 2, "in", plain),
+        Frame(T0 + 2 * S, 1, 3, "in", routed),
+        Frame(T0 + 3 * S, 1, 4, "in", plain),
+        Frame(T0 + 100 * S, 1, 5, "in", routed),
+    ])
+    s = summarize(tmp_path, silence_seconds=60)
+    assert s.frames_per_conid == {"265598": 2, "265598@NASDAQ": 2}
+    assert s.gaps == [
+        Gap("silence", 265598, "2026-04-30T14:00:02Z", "2026-04-30T14:01:40Z", 98.0)]
+    assert "smd frames per conid: 265598 2, 265598@NASDAQ 2" in to_text(s)
 
 
 @pytest.mark.parametrize("spoil", [garbage_file, empty_file, times_as_text_file])
