@@ -75,6 +75,12 @@ class GatewayConfig:
     insecure: bool = False
 
 
+# The shortest timers storage takes: below them it spends a core on fsyncs (1e-9 s took 96%)
+# or publishes a folder of tiny files (0.05 s: 718 files in 10 s).
+ROTATE_LEAST = 0.5
+FLUSH_LEAST = 0.05
+
+
 @dataclass(frozen=True)
 class OutputConfig:
     dir: Path = Path("data")
@@ -254,7 +260,11 @@ def _output(t: Table) -> OutputConfig:
     out_dir = _folder(t.string("dir", "data"), t.key("dir"))
     timezone = t.timezone("timezone", OutputConfig.timezone)
     rotate = t.positive("rotate_seconds", OutputConfig.rotate_seconds)
+    _at_least(t, "rotate_seconds", rotate, ROTATE_LEAST,
+              "each publishes a file per table: 46,800 per table in a 6.5 h session already")
     flush = t.positive("flush_seconds", OutputConfig.flush_seconds)
+    _at_least(t, "flush_seconds", flush, FLUSH_LEAST,
+              "each is a write and an fsync: 20 a second already")
     if flush > rotate:
         raise ConfigError(
             t.key("flush_seconds"),

@@ -233,7 +233,9 @@ def check_smd_conid(value: Any, key: str) -> str:
 
 
 def check_fields(values: Sequence[Any], key: str) -> tuple[str, ...]:
-    """smd field ids (``"31"`` or ``31``): at least one, each a number."""
+    """smd field ids (``"31"`` or ``31``): at least one, each a number, written as IBKR
+    writes it (``"031"`` is ``"31"``: the gateway knows no ``"031"`` and would send nothing
+    for it)."""
     if not values:
         raise ConfigError(key, "must name at least one field id (or leave it out for the default)")
     fields = []
@@ -242,5 +244,5 @@ def check_fields(values: Sequence[Any], key: str) -> tuple[str, ...]:
         if not isinstance(text, str) or not _FIELD.fullmatch(text):
             where = key if key.startswith("--") else f"{key}[{i}]"
             raise ConfigError(where, f"must be a numeric field id like \"31\", got {_kind(value)}")
-        fields.append(text)
+        fields.append(str(int(text)))
     return tuple(dict.fromkeys(fields))

@@ -135,6 +135,14 @@ def test_options_win_and_append(tmp_path: Path) -> None:
     assert config.quiet
 
 
+def test_field_ids_are_sent_as_ibkr_writes_them(tmp_path: Path) -> None:
+    """``"000084"`` used to be sent to the gateway as written: it knows only ``"84"``, so the
+    column stayed empty all day, with no word of why."""
+    config = load_config(write(tmp_path, '[[smd]]\nconids = [1]\nfields = ["000084", 84, "31"]\n'),
+                         CliOverrides(smd=("2",), fields=("031,86",)))
+    assert [group.fields for group in config.smd] == [("84", "31"), ("31", "86")]
+
+
 def test_smd_option_without_fields_uses_defaults() -> None:
     config = load_config(None, CliOverrides(smd=("265598",)))
     assert config.smd == (SmdGroup(("265598",), DEFAULT_FIELDS),)
@@ -206,6 +214,8 @@ def test_parse_specs() -> None:
         ("[output]\ntimezone = \"Mars/Base\"\n", "output.timezone", "unknown time zone"),
         ("[output]\ntimezone = \"../etc\"\n", "output.timezone", "unknown time zone"),
         ("[output]\nflush_seconds = 400\n", "output.flush_seconds", "rotate_seconds"),
+        ("[output]\nflush_seconds = 1e-9\n", "output.flush_seconds", "at least 0.05"),
+        ("[output]\nrotate_seconds = 0.05\n", "output.rotate_seconds", "at least 0.5"),
         ("[output]\ndir = \"\"\n", "output.dir", "empty"),
         ("[gateway]\nurl = \"ws://localhost:5000\"\n", "gateway.url", "http(s)"),
         ("[gateway]\nurl = \"https://\"\n", "gateway.url", "http(s)"),
