@@ -83,9 +83,20 @@ def seconds_until(until: dt.time, timezone: str, now_wall: float) -> float:
     target = now.replace(hour=until.hour, minute=until.minute, second=0, microsecond=0)
     if target <= now:
         target += dt.timedelta(days=1)
+    # A time the clock skips (02:30 on the spring-forward night) would read as its hour
+    # before the change, an hour late: stop when the clock passes it, at the first minute
+    # after it that exists (the change itself). Repeated times (fall back) stop at the first.
+    while not _exists(target):
+        target += dt.timedelta(minutes=1)
     # Epoch seconds, not target - now: Python subtracts two datetimes that share a tzinfo as
     # wall times, which is an hour off across a DST change.
     return target.timestamp() - now_wall
+
+
+def _exists(wall: dt.datetime) -> bool:
+    """Whether the zone's clock ever reads ``wall`` (not in a gap of a DST change)."""
+    back = dt.datetime.fromtimestamp(wall.timestamp(), wall.tzinfo)
+    return back.replace(tzinfo=None) == wall.replace(tzinfo=None)
 
 
 class StopWatch:

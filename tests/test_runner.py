@@ -36,6 +36,20 @@ def test_across_a_dst_change_counts_real_seconds() -> None:
     assert seconds_until(dt.time(3, 0), "America/New_York", at(2026, 11, 1, 0, 30)) == 3.5 * 3600
 
 
+def test_a_time_the_clock_skips_stops_when_the_clock_passes_it() -> None:
+    """2026-03-08: 02:00 EST becomes 03:00 EDT, so 02:30 never shows. It used to read as
+    02:30 EST, which is 03:30 EDT: an hour late. Now the recording stops at the change."""
+    midnight = at(2026, 3, 8, 0, 0)
+    change = dt.datetime(2026, 3, 8, 7, 0, tzinfo=dt.UTC).timestamp()  # 03:00 EDT
+    assert seconds_until(dt.time(2, 30), "America/New_York", midnight) == change - midnight
+    assert seconds_until(dt.time(3, 30), "America/New_York", midnight) == change + 1800 - midnight
+
+
+def test_a_time_the_clock_shows_twice_stops_the_first_time() -> None:
+    # 2026-11-01: 01:30 EDT, then an hour later 01:30 EST
+    assert seconds_until(dt.time(1, 30), "America/New_York", at(2026, 11, 1, 0, 0)) == 5400
+
+
 FULL = "journal write: OSError: [Errno 28] No space left on device"
 
 
