@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import sys
+from dataclasses import replace
 
 import pytest
 
@@ -62,14 +63,82 @@ def test_the_line_fits_one_row_of_the_terminal() -> None:
     reporter = StatusReporter(out, tty=True, columns=lambda: 60)
     reporter.update(snap(1.0, 1))
     reporter.update(snap(2.0, 5))
-    drawn = [line for line in out.getvalue().split("\r") if line]
-    assert drawn and all(len(line) <= 59 for line in drawn)
-    assert drawn[-1].startswith("0:00:") and drawn[-1].rstrip().endswith("…")
-    # a storage error comes early, so a narrow terminal still shows it
+    drawn = [line.rstrip() for line in out.getvalue().split("\r") if line]
+    assert drawn == ["0:00:01 | waiting for gateway | no frames | rows 0",
+                     "0:00:02 | waiting for gateway | smd 4/s | rows 0 | files 0"]
+    # a narrow terminal still shows a storage error
     reporter.update(snap(3.0, 9, storage_error="journal write: OSError: [Errno 28] No space"))
     last = out.getvalue().split("\r")[-1]
-    assert last.startswith("0:00:03 | waiting for gateway | ERROR journal write")
+    assert last.rstrip() == "0:00:03 | waiting | ERROR journal write: OSError: [Errno…"
     assert len(last) <= 59
+
+
+# Snapshots as a first-time user sees them. A terminal of N columns gives the line N - 1
+# characters: StatusReporter leaves the last column free.
+BUSY = StatusSnapshot(now=2537, uptime=2537, rows=1_234_567, files=42, queue_depth=37,
+                      queue_max=10_000, reconnects=1, authenticated=True, smh_open=3,
+                      since_heartbeat=2.4)
+BUSY_RATES = {"smd": 812.4, "sbd": 140.2, "sor": 3.1, "spl": 2.0, "str": 1.2, "system": 0.1}
+BEHIND = replace(BUSY, queue_depth=10_000)
+BEHIND_RATES = {"smd": 402.0, "sbd": 71.0, "sor": 1.0, "spl": 1.0, "system": 0.1}
+FAILING = replace(
+    BEHIND, storage_error="journal write: OSError: [Errno 28] No space left on device")
+FAILING_RATES = {"smd": 12.0, "system": 0.1}
+
+
+def test_a_wide_terminal_shows_the_whole_line() -> None:
+    whole = render(BUSY, BUSY_RATES)
+    assert whole == (
+        "0:42:17 | streaming | sbd 140/s smd 812/s sor 3/s spl 2/s str 1/s | rows 1,234,567"
+        " | files 42 | queue 37 | reconnects 1 | smh 3/5 | heartbeat 2s ago")
+    assert render(BUSY, BUSY_RATES, width=len(whole)) == whole
+
+
+def test_the_busiest_topics_show_when_not_all_of_them_fit() -> None:
+    assert render(BUSY, BUSY_RATES, width=140 - 1) == (
+        "0:42:17 | streaming | smd 812/s sbd 140/s +3 more | rows 1,234,567 | files 42"
+        " | queue 37 | reconnects 1 | smh 3/5 | heartbeat 2s ago")
+
+
+def test_a_narrow_terminal_sums_the_topics_before_it_drops_a_figure() -> None:
+    """The per-topic rates filled an 80-column line: rows, files and queue were cut off."""
+    assert render(BUSY, BUSY_RATES, width=80 - 1) == (
+        "0:42:17 | streaming | 959 frames/s | rows 1,234,567 | files 42 | queue 37")
+    assert render(BUSY, BUSY_RATES, width=40 - 1) == "0:42:17 | streaming | 959 frames/s"
+
+
+def test_the_warning_that_storage_is_behind_is_never_cut_off() -> None:
+    """It came after the per-topic rates, rows and files: an 80-column line cut it off."""
+    assert render(BEHIND, BEHIND_RATES, waited=True, width=80 - 1) == (
+        "0:42:17 | streaming | 475 frames/s | queue was full: reading waited")
+    assert render(BEHIND, BEHIND_RATES, waited=True, width=40 - 1) == (
+        "0:42:17 | streaming | queue was full")
+
+
+def test_a_storage_error_and_the_queue_warning_show_together() -> None:
+    """A full disk: storage retries (ERROR) and the queue fills (reading waits). The error's
+    detail, in the log as well, is cut between words; the warning is not cut."""
+    assert render(FAILING, FAILING_RATES, waited=True, width=80 - 1) == (
+        "0:42:17 | streaming | ERROR journal write:… | queue was full: reading waited")
+    assert render(FAILING, FAILING_RATES, waited=True, width=40 - 1) == (
+        "streaming | ERROR | queue was full")
+
+
+@pytest.mark.parametrize("snapshot, rates, waited", [
+    (BUSY, BUSY_RATES, False), (BEHIND, BEHIND_RATES, True), (FAILING, FAILING_RATES, True),
+    (StatusSnapshot(now=3, uptime=3, storage_error="open: PermissionError"), {}, False),
+])
+def test_the_line_never_exceeds_its_width(
+        snapshot: StatusSnapshot, rates: dict[str, float], waited: bool) -> None:
+    """However narrow; and down to 40 columns the state, the ERROR alert and the queue's
+    warning all show."""
+    for width in range(1, 250):
+        line = render(snapshot, rates, waited, width)
+        assert len(line) <= width, (width, line)
+        if width >= 40 - 1:
+            assert "streaming" in line or "waiting" in line, (width, line)
+            assert ("ERROR" in line) == (snapshot.storage_error is not None), (width, line)
+            assert ("was full" in line) == waited, (width, line)
 
 
 def test_a_log_record_is_written_on_a_line_of_its_own_and_the_status_line_comes_back(
