@@ -34,6 +34,7 @@ from recorder.schema import TABLES
 from recorder.views import (
     STREAM,
     NoRecording,
+    compacted_away,
     is_recording,
     open_views,
     recorded_dates,
@@ -113,6 +114,8 @@ def _table_summary(con: duckdb.DuckDBPyConnection, root: Path, table: str,
     except duckdb.InterruptException:
         raise  # stopped (Ctrl-C), not a file it cannot read
     except duckdb.Error as exc:
+        if compacted_away(exc, root):
+            raise  # read fine, then swapped for the merged file: the caller asks again
         for path in sorted((root / table).glob("date=*/*.parquet")):  # the same, file by file
             try:
                 con.execute(sql.format(f"({table_sql(root, table, path)})"), params)
@@ -127,8 +130,9 @@ def summarize(path: str | Path, date: str | None = None, silence_seconds: float 
               con: duckdb.DuckDBPyConnection | None = None) -> Summary:
     """The summary of the recording folder ``path`` (of ``date`` only, if given), read through
     ``con`` (its :func:`open_views`; one of its own if None). Raises :class:`NoRecording` if
-    the folder holds none, :class:`Unreadable` if a file of it cannot be read, and DuckDB's
-    ``InterruptException`` if ``con`` is interrupted."""
+    the folder holds none, :class:`Unreadable` if a file of it cannot be read, DuckDB's
+    ``InterruptException`` if ``con`` is interrupted, and its ``IOException`` if a day was
+    compacted while it read (:func:`~recorder.views.compacted_away`: ask again)."""
     root = Path(path)
     if not is_recording(root):
         raise NoRecording(root)
@@ -139,6 +143,8 @@ def summarize(path: str | Path, date: str | None = None, silence_seconds: float 
     except duckdb.InterruptException:
         raise
     except duckdb.Error as exc:  # every file read fine above: a column of an unexpected type
+        if compacted_away(exc, root):
+            raise
         raise Unreadable(f"cannot summarize {root}: {first_line(exc)}") from None
 
 

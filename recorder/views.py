@@ -166,6 +166,22 @@ def create_views(con: duckdb.DuckDBPyConnection, root: Path) -> None:
         _create_view(con, name, sql)
 
 
+# DuckDB's error for a file it listed and then could not open
+_CANNOT_OPEN: Final = re.compile(r'Cannot open file "([^"]+)": No such file or directory')
+RETRIES_AFTER_COMPACT: Final = 3
+
+
+def compacted_away(exc: BaseException, root: Path) -> bool:
+    """Whether ``exc`` is DuckDB failing to open a file of ``root`` it had listed, which is
+    gone: ``recorder compact`` swapped the file's day for its merged file while the query
+    ran. Nothing is lost (the merged file holds every row); the query, run again, reads it."""
+    found = _CANNOT_OPEN.search(str(exc))
+    if found is None:
+        return False
+    path = Path(found[1])
+    return Path(root).resolve() in path.parents and not path.exists()
+
+
 class NoRecording(ValueError):
     """The folder holds no recording: no table folder, no journal."""
 

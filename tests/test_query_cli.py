@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -12,6 +13,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -304,6 +306,103 @@ def test_one_bad_file_breaks_only_its_table_and_is_named(tmp_path: Path) -> None
     assert len(out.splitlines()) == 1
     assert {p: p.read_bytes() for p in tmp_path.glob("*/*/*.parquet")} == files
     assert not list(tmp_path.glob("*/.compact-*"))
+
+
+def _racing_compact(tmp_path: Path) -> tuple[Path, Path, int]:
+    """A day of raw in 200 files, and beside it (where ``recorder compact`` stages it) the
+    same rows merged into one: the day's folder, the staging folder, the rows."""
+    import pyarrow as pa
+
+    recording(tmp_path)
+    day = tmp_path / "raw" / "date=2026-04-30"
+    published = sorted(day.glob("*.parquet"))
+    for i in range(200 - len(published)):
+        shutil.copy(published[i % len(published)], day / f"copy-{i:03}.parquet")
+    merged = pa.concat_tables(pq.read_table(f) for f in sorted(day.glob("*.parquet")))
+    stage = day.parent / ".compact-2026-04-30"
+    stage.mkdir()
+    pq.write_table(merged, stage / "merged.parquet")
+    return day, stage, merged.num_rows
+
+
+def _swap_once_read(day: Path, stage: Path, done: threading.Event) -> None:
+    """Exchange ``day`` and ``stage`` (compact's own swap) as soon as this process has a file
+    of ``day`` open: DuckDB has listed the day's files and started reading them. Gives up
+    once ``done`` is set."""
+    from recorder.compact import exchange
+
+    prefix = f"{day}/"
+    while not done.is_set():
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):  # closed meanwhile
+                if os.readlink(f"/proc/self/fd/{fd}").startswith(prefix):
+                    exchange(day, stage)
+                    return
+
+
+@pytest.mark.parametrize("command", ["query", "summary"])
+def test_a_query_that_meets_a_compaction_is_run_again_and_counts_the_day_once(
+        tmp_path: Path, command: str) -> None:
+    """A notebook query failed with DuckDB's ``Cannot open file`` in 5 of 9 compactions:
+    DuckDB lists a day's files, then opens them, and compact's swap moved them out in between.
+    ``recorder query`` and ``summary`` now ask again on a fresh connection, which reads the
+    merged file. Each round swaps once, as soon as DuckDB has the first file open."""
+    from recorder.compact import exchange
+
+    day, stage, rows_of_day = _racing_compact(tmp_path)
+    out, met = tmp_path / "n.csv", 0
+    args = (["query", str(tmp_path), "SELECT count(*) AS n FROM raw", "--format", "csv",
+             "--output", str(out)] if command == "query" else
+            ["summary", str(tmp_path), "--json", "--silence-seconds", "1e9"])
+    for _ in range(5):
+        if len(list(day.iterdir())) == 1:
+            exchange(day, stage)  # the 200 files back: the race is for them
+        done = threading.Event()
+        swap = threading.Thread(target=_swap_once_read, args=(day, stage, done))
+        swap.start()
+        try:
+            code, said, err = run_apart(*args)
+        finally:
+            done.set()
+            swap.join()
+        assert code == 0, err
+        if command == "query":
+            assert out.read_text() == f"n\n{rows_of_day}\n"
+        else:
+            [raw] = [t for t in json.loads(said)["tables"] if t["table"] == "raw"]
+            assert raw["rows"] == rows_of_day
+        met += err == ("recorder: `recorder compact` merged a day's files while the query "
+                       "read them: running it again\n")
+    assert met, "no query met the swap: the test shows nothing"
+
+
+def test_what_a_query_that_keeps_meeting_compactions_says() -> None:
+    from recorder.commands.query import _compacted
+
+    failed = RuntimeError('IO Error: Cannot open file "/d/raw/date=2026-04-30/x.parquet": No '
+                          'such file or directory')
+    assert _compacted(failed, 1) == (
+        f"{failed}: `recorder compact` merged the day's files while the query read them; "
+        "nothing is lost, run the query again")
+    assert _compacted(failed, 3) == (
+        f"{failed}: `recorder compact` merged the day's files while the query read them, 3 "
+        "times running; nothing is lost, run the query again once the compaction is over")
+
+
+def test_only_a_file_of_the_folder_that_is_gone_counts_as_compacted_away(tmp_path: Path) -> None:
+    import duckdb
+
+    from recorder.views import compacted_away
+
+    recording(tmp_path)
+    gone = tmp_path / "raw" / "date=2026-04-30" / "x.parquet"
+    failed = duckdb.IOException(  # as DuckDB 2.0 words it (the race test above meets it)
+        f'IO Error: Cannot open file "{gone}": No such file or directory')
+    assert compacted_away(failed, tmp_path)
+    assert not compacted_away(failed, tmp_path / "market_data")  # not this folder's
+    gone.write_bytes(b"")  # there after all: some other failure
+    assert not compacted_away(failed, tmp_path)
+    assert not compacted_away(duckdb.IOException("IO Error: No space left on device"), tmp_path)
 
 
 def test_query_refuses_a_folder_that_is_not_a_recording(tmp_path: Path) -> None:

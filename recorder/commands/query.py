@@ -288,7 +288,7 @@ def query(folder: Path, sql: str, fmt: str, output: Path | None,
     trades_dedup and bars_dedup)."""
     import duckdb
 
-    from recorder.views import NoRecording, open_views
+    from recorder.views import RETRIES_AFTER_COMPACT, NoRecording, compacted_away, open_views
 
     if max_rows is not None and fmt != "table":
         raise click.UsageError(f"--max-rows is for --format table; --format {fmt} gives "
@@ -298,24 +298,45 @@ def query(folder: Path, sql: str, fmt: str, output: Path | None,
                                "standard output to a file")
     if output is not None and not output.parent.is_dir():
         raise click.ClickException(f"cannot write {output}: no folder {output.parent}")
-    try:
-        con = open_views(folder)
-    except (FileNotFoundError, NoRecording) as exc:
-        raise click.ClickException(str(exc)) from None
-    try:
-        with _stopped_by_ctrl_c(con):
-            try:
-                result = _run(con, sql, fmt, output, max_rows)
-                if result is not None:  # csv and json run on as they are written
-                    _write(result, fmt, output)
-            except duckdb.InterruptException:
-                raise  # Ctrl-C, not a failed query
-            except duckdb.Error as exc:
-                raise click.ClickException(
-                    _write_error(output, exc) or str(exc).strip()) from None
-    except QueryInterrupted:
-        click.echo("recorder: query interrupted", err=True)
-        raise click.exceptions.Exit(130) from None
+    # a result printed as it runs cannot be taken back: such a query is not run again
+    again = RETRIES_AFTER_COMPACT if output is not None or fmt in ("table", "parquet") else 1
+    for attempt in range(1, again + 1):
+        try:
+            con = open_views(folder)
+        except (FileNotFoundError, NoRecording) as exc:
+            raise click.ClickException(str(exc)) from None
+        try:
+            with _stopped_by_ctrl_c(con):
+                try:
+                    result = _run(con, sql, fmt, output, max_rows)
+                    if result is not None:  # csv and json run on as they are written
+                        _write(result, fmt, output)
+                    return
+                except duckdb.InterruptException:
+                    raise  # Ctrl-C, not a failed query
+                except duckdb.Error as exc:
+                    if not compacted_away(exc, folder):
+                        raise click.ClickException(
+                            _write_error(output, exc) or str(exc).strip()) from None
+                    if attempt == again:
+                        raise click.ClickException(_compacted(exc, again)) from None
+                    _running_again()
+        except QueryInterrupted:
+            click.echo("recorder: query interrupted", err=True)
+            raise click.exceptions.Exit(130) from None
+
+
+def _running_again() -> None:
+    click.echo("recorder: `recorder compact` merged a day's files while the query read them: "
+               "running it again", err=True)
+
+
+def _compacted(exc: Exception, tries: int) -> str:
+    """The message for a query that met a compaction each of the ``tries`` times it ran."""
+    said = f"{first_line(exc)}: `recorder compact` merged the day's files while the query read"
+    return (f"{said} them; nothing is lost, run the query again" if tries == 1 else
+            f"{said} them, {tries} times running; nothing is lost, run the query again once "
+            "the compaction is over")
 
 
 @click.command()
@@ -327,20 +348,29 @@ def query(folder: Path, sql: str, fmt: str, output: Path | None,
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def summary(folder: Path, date: str | None, silence_seconds: float, as_json: bool) -> None:
     """Rows, files and time range per table, frames per conid, gaps and reconnects."""
+    import duckdb
     import orjson
 
     from recorder.summary import NoRecording, Unreadable, summarize, to_dict, to_text
-    from recorder.views import open_views
+    from recorder.views import RETRIES_AFTER_COMPACT, compacted_away, open_views
 
-    try:
-        con = open_views(folder)
-        with _stopped_by_ctrl_c(con):
-            result = summarize(folder, date, silence_seconds, con)
-    except (FileNotFoundError, NoRecording, Unreadable) as exc:
-        raise click.ClickException(str(exc)) from None
-    except QueryInterrupted:
-        click.echo("recorder: summary interrupted", err=True)
-        raise click.exceptions.Exit(130) from None
+    for attempt in range(1, RETRIES_AFTER_COMPACT + 1):
+        try:
+            con = open_views(folder)
+            with _stopped_by_ctrl_c(con):
+                result = summarize(folder, date, silence_seconds, con)
+            break
+        except (FileNotFoundError, NoRecording, Unreadable) as exc:
+            raise click.ClickException(str(exc)) from None
+        except QueryInterrupted:
+            click.echo("recorder: summary interrupted", err=True)
+            raise click.exceptions.Exit(130) from None
+        except duckdb.Error as exc:  # compacted_away: summarize makes the others Unreadable
+            if not compacted_away(exc, folder):
+                raise click.ClickException(first_line(exc)) from None
+            if attempt == RETRIES_AFTER_COMPACT:
+                raise click.ClickException(_compacted(exc, attempt)) from None
+            _running_again()
     with to_stdout():
         if as_json:
             click.echo(orjson.dumps(to_dict(result), option=orjson.OPT_INDENT_2).decode())
