@@ -148,6 +148,15 @@ class RestError(Exception):
         self.untrusted = untrusted  # why the gateway's TLS certificate did not verify, if so
 
 
+def waiting_hint(competing: bool, url: str) -> str:
+    """What the user can do while the recorder waits for a session it will not take."""
+    if competing:
+        return ("another login holds the brokerage session (TWS, the mobile app, another "
+                "gateway): log it out, or set compete = true under [session] to take the "
+                "session over")
+    return f"log in at {url} in a browser; recording starts once the session is authenticated"
+
+
 class GatewayApi:
     """The thin REST driver: paced JSON requests under ``/v1/api``."""
 
@@ -161,7 +170,8 @@ class GatewayApi:
         timeout_seconds: float = 10.0,
     ) -> None:
         self._http = http
-        self._base = base_url.rstrip("/") + API_PREFIX
+        self.url = base_url.rstrip("/")
+        self._base = self.url + API_PREFIX
         # aiohttp: an SSLContext to use, or True for its default verification; plain http: True
         self._tls: ssl.SSLContext | bool = tls if tls is not None else True
         self._pacer = pacer
@@ -298,6 +308,7 @@ class SessionKeeper:
         delays: Iterator[float] = backoff(
             self._config.reconnect_min_seconds, self._config.reconnect_max_seconds, self._rng
         )
+        said = ""  # the last wait explained: said once, not at every poll
         while True:
             self._recheck.clear()
             try:
@@ -323,11 +334,13 @@ class SessionKeeper:
             self._set_status(status)
             if status.authenticated and self.session_id:
                 return True
-            log.info(
-                "gateway session not authenticated (%s); %s",
-                status.message or ("competing session" if status.competing else "logged out"),
-                "waiting" if not self._config.compete else "retrying ssodh/init",
-            )
+            why = status.message or ("competing session" if status.competing else "logged out")
+            if self._config.compete:
+                log.info("gateway session not authenticated (%s); retrying ssodh/init", why)
+            elif why != said:
+                log.info("gateway session not authenticated (%s); waiting: %s", why,
+                         waiting_hint(status.competing, self._api.url))
+            said = why
             await self._sleep_or_recheck(self._poll_wait(next(delays)))
 
     def _poll_wait(self, delay: float) -> float:

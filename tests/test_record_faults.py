@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -111,16 +112,31 @@ def test_bad_bytes_do_not_drop_the_connection(tmp_path: Path, inject: str) -> No
     assert "malformed" in recorded or inject == "send_bad_utf8"
 
 
-def test_competing_session_waits_without_compete(tmp_path: Path) -> None:
+def _waiting_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.getMessage().startswith("gateway session not authenticated")]
+
+
+def test_competing_session_waits_without_compete(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The wait says what to do about it, once (the message gave no hint)."""
+    caplog.set_level(logging.INFO, logger="recorder")
+
     async def fault(gw: SimGateway) -> None:
         gw.compete()
         await asyncio.sleep(1.0)
+        tickles = gw.stats.tickle_calls  # and two polls more, after the reconnect backoff
+        await gw.wait_for(lambda: gw.stats.tickle_calls >= tickles + 2, timeout(15))
         assert gw.stats.ssodh_init_calls == 0, "compete = false never takes the session"
         gw.restore_session()
 
-    gw, recorded = asyncio.run(survive(tmp_path, fault))
+    gw, recorded = asyncio.run(survive(tmp_path, fault, tickle_seconds=1.0))
     assert gw.stats.ssodh_init_calls == 0
     assert "auth_lost" in recorded
+    [waiting] = _waiting_lines(caplog)
+    assert waiting.endswith(
+        "; waiting: another login holds the brokerage session (TWS, the mobile app, another "
+        "gateway): log it out, or set compete = true under [session] to take the session over")
 
 
 def test_competing_session_taken_back_with_compete(tmp_path: Path) -> None:
@@ -148,12 +164,18 @@ def test_a_lost_session_is_taken_back_with_compete(tmp_path: Path, lose: str) ->
     assert "auth_lost" in recorded
 
 
-def test_a_timed_out_session_is_waited_for_at_the_tickle_period(tmp_path: Path) -> None:
+def test_a_timed_out_session_is_waited_for_at_the_tickle_period(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Without ``compete`` the recorder waits for a person to log in again, asking REST at
     least every ``tickle_seconds`` however long the reconnect backoff has grown, since those
-    calls are what keeps the gateway's session alive meanwhile."""
+    calls are what keeps the gateway's session alive meanwhile. It says where to log in, once
+    for all those polls."""
+    caplog.set_level(logging.INFO, logger="recorder")
+    url = ""
 
     async def fault(gw: SimGateway) -> None:
+        nonlocal url
+        url = gw.url
         gw.time_out_session()
         await gw.wait_for(lambda: gw.stats.ws_closes_1000 >= 1, timeout(10))
         tickles = gw.stats.tickle_calls
@@ -166,6 +188,10 @@ def test_a_timed_out_session_is_waited_for_at_the_tickle_period(tmp_path: Path) 
     gw, recorded = asyncio.run(survive(tmp_path, fault, tickle_seconds=1.0,
                                        reconnect_min_seconds=3.0, reconnect_max_seconds=6.0))
     assert "auth_lost" in recorded
+    waiting = _waiting_lines(caplog)
+    assert len(waiting) == 1, waiting
+    assert waiting[0].endswith(f"; waiting: log in at {url} in a browser; recording starts "
+                               "once the session is authenticated")
 
 
 def test_a_certificate_that_stops_verifying_mid_run_is_retried_not_fatal(tmp_path: Path) -> None:
