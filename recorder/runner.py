@@ -361,7 +361,9 @@ class Recorder:
                 task.cancel()
                 writer.cancel()
                 await asyncio.gather(task, writer, return_exceptions=True)
+                await storage.abandon()
                 unjournaled = [*storage.take_unjournaled(), *self._pending]
+                self._pending.clear()
                 lost = sum(frame.direction == IN for frame in unjournaled)
                 log.error(
                     "storage is failing (%s) and made no progress in %.0f s of retrying: "
@@ -370,8 +372,6 @@ class Recorder:
                     "`recorder recover %s` to publish what the journal holds",
                     stats.failing, STORAGE_STUCK_SECONDS, lost, len(unjournaled) - lost,
                     self.config.output.dir)
-                self._pending.clear()
-                await storage.abandon()
                 return lost
 
     async def _wait_for_stop(self, stop: asyncio.Event, started: float) -> str:

@@ -421,6 +421,7 @@ class Storage:
         self._done = asyncio.Event()
         self._full_waits = 0
         self._in_hand: list[Frame] = []  # the batch being written (see unjournaled)
+        self._in_hand_after = 0  # the pipeline's frames once that batch is journaled
         self._failing: str | None = None  # see StorageStats.failing
         self._retrying = False  # see StorageStats.retrying
         # All file work on one thread of storage's own, not asyncio's shared pool: a write's
@@ -445,8 +446,11 @@ class Storage:
 
     def take_unjournaled(self) -> list[Frame]:
         """The frames of :attr:`unjournaled`, in order, taken out of storage: for counting what
-        a stop without storage (:meth:`abandon`) loses. Call once the writer task has ended."""
-        frames, self._in_hand = self._in_hand, []
+        a stop without storage (:meth:`abandon`) loses. Call once the writer task has ended and
+        :meth:`abandon` has waited out a file call still running: a write cancelled while in
+        storage's thread may have journaled its batch after all."""
+        frames = [] if self._pipeline.frames >= self._in_hand_after else self._in_hand
+        self._in_hand = []
         while not self._queue.empty():
             item = self._queue.get_nowait()
             if isinstance(item, Frame):
@@ -563,7 +567,8 @@ class Storage:
         await self._retry("closing", self._pipeline.close)
 
     async def _write(self, batch: list[Frame]) -> None:
-        self._in_hand = batch  # kept if the write never ends: see take_unjournaled
+        # kept if the write never ends: see take_unjournaled
+        self._in_hand, self._in_hand_after = batch, self._pipeline.frames + len(batch)
         await self._retry("journal write", self._pipeline.write, batch)
         self._in_hand = []
 
