@@ -277,8 +277,7 @@ def _journal(root: Path) -> Journal:
 
 
 def to_dict(summary: Summary) -> dict[str, Any]:
-    out = asdict(summary)
-    return out
+    return asdict(summary)
 
 
 def to_text(summary: Summary) -> str:

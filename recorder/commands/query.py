@@ -12,10 +12,10 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import click
 
@@ -24,6 +24,7 @@ from recorder.messages import first_line, os_reason
 if TYPE_CHECKING:
     import duckdb
 
+T = TypeVar("T")
 Rows = tuple[list[str], Iterator[list[tuple[Any, ...]]]]  # column names; rows, a batch at a time
 
 _DIR = click.Path(file_okay=False, path_type=Path)
@@ -288,7 +289,7 @@ def query(folder: Path, sql: str, fmt: str, output: Path | None,
     trades_dedup and bars_dedup)."""
     import duckdb
 
-    from recorder.views import RETRIES_AFTER_COMPACT, NoRecording, compacted_away, open_views
+    from recorder.views import RETRIES_AFTER_COMPACT, NoRecording
 
     if max_rows is not None and fmt != "table":
         raise click.UsageError(f"--max-rows is for --format table; --format {fmt} gives "
@@ -298,32 +299,48 @@ def query(folder: Path, sql: str, fmt: str, output: Path | None,
                                "standard output to a file")
     if output is not None and not output.parent.is_dir():
         raise click.ClickException(f"cannot write {output}: no folder {output.parent}")
+
+    def run(con: duckdb.DuckDBPyConnection) -> None:
+        result = _run(con, sql, fmt, output, max_rows)
+        if result is not None:  # csv and json run on as they are written
+            _write(result, fmt, output)
+
     # a result printed as it runs cannot be taken back: such a query is not run again
     again = RETRIES_AFTER_COMPACT if output is not None or fmt in ("table", "parquet") else 1
-    for attempt in range(1, again + 1):
-        try:
-            con = open_views(folder)
-        except (FileNotFoundError, NoRecording) as exc:
-            raise click.ClickException(str(exc)) from None
+    try:
+        _with_views(folder, run, again)
+    except (FileNotFoundError, NoRecording) as exc:
+        raise click.ClickException(str(exc)) from None
+    except QueryInterrupted:
+        click.echo("recorder: query interrupted", err=True)
+        raise click.exceptions.Exit(130) from None
+    except duckdb.Error as exc:
+        raise click.ClickException(_write_error(output, exc) or str(exc).strip()) from None
+
+
+def _with_views(folder: Path, work: Callable[[duckdb.DuckDBPyConnection], T],
+                attempts: int) -> T:
+    """``work`` on a fresh connection to the views of ``folder``, stopped by Ctrl-C
+    (:class:`QueryInterrupted`), and done again, up to ``attempts`` times in all, while it
+    meets ``recorder compact``'s swap of a day (:func:`~recorder.views.compacted_away`).
+    Other failures, of ``work`` or of opening the folder, are raised as they are."""
+    import duckdb
+
+    from recorder.views import compacted_away, open_views
+
+    attempt = 1
+    while True:
+        con = open_views(folder)
         try:
             with _stopped_by_ctrl_c(con):
-                try:
-                    result = _run(con, sql, fmt, output, max_rows)
-                    if result is not None:  # csv and json run on as they are written
-                        _write(result, fmt, output)
-                    return
-                except duckdb.InterruptException:
-                    raise  # Ctrl-C, not a failed query
-                except duckdb.Error as exc:
-                    if not compacted_away(exc, folder):
-                        raise click.ClickException(
-                            _write_error(output, exc) or str(exc).strip()) from None
-                    if attempt == again:
-                        raise click.ClickException(_compacted(exc, again)) from None
-                    _running_again()
-        except QueryInterrupted:
-            click.echo("recorder: query interrupted", err=True)
-            raise click.exceptions.Exit(130) from None
+                return work(con)
+        except duckdb.Error as exc:
+            if not compacted_away(exc, folder):
+                raise
+            if attempt == attempts:
+                raise click.ClickException(_compacted(exc, attempts)) from None
+            _running_again()
+        attempt += 1
 
 
 def _running_again() -> None:
@@ -352,25 +369,18 @@ def summary(folder: Path, date: str | None, silence_seconds: float, as_json: boo
     import orjson
 
     from recorder.summary import NoRecording, Unreadable, summarize, to_dict, to_text
-    from recorder.views import RETRIES_AFTER_COMPACT, compacted_away, open_views
+    from recorder.views import RETRIES_AFTER_COMPACT
 
-    for attempt in range(1, RETRIES_AFTER_COMPACT + 1):
-        try:
-            con = open_views(folder)
-            with _stopped_by_ctrl_c(con):
-                result = summarize(folder, date, silence_seconds, con)
-            break
-        except (FileNotFoundError, NoRecording, Unreadable) as exc:
-            raise click.ClickException(str(exc)) from None
-        except QueryInterrupted:
-            click.echo("recorder: summary interrupted", err=True)
-            raise click.exceptions.Exit(130) from None
-        except duckdb.Error as exc:  # compacted_away: summarize makes the others Unreadable
-            if not compacted_away(exc, folder):
-                raise click.ClickException(first_line(exc)) from None
-            if attempt == RETRIES_AFTER_COMPACT:
-                raise click.ClickException(_compacted(exc, attempt)) from None
-            _running_again()
+    try:
+        result = _with_views(folder, lambda con: summarize(folder, date, silence_seconds, con),
+                             RETRIES_AFTER_COMPACT)
+    except (FileNotFoundError, NoRecording, Unreadable) as exc:
+        raise click.ClickException(str(exc)) from None
+    except QueryInterrupted:
+        click.echo("recorder: summary interrupted", err=True)
+        raise click.exceptions.Exit(130) from None
+    except duckdb.Error as exc:  # summarize makes a file it cannot read Unreadable: rare
+        raise click.ClickException(first_line(exc)) from None
     with to_stdout():
         if as_json:
             click.echo(orjson.dumps(to_dict(result), option=orjson.OPT_INDENT_2).decode())
