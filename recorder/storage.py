@@ -420,7 +420,7 @@ class Storage:
         self._running = False
         self._done = asyncio.Event()
         self._full_waits = 0
-        self._in_hand: list[Frame] = []  # the batch being written (see unjournaled)
+        self._in_hand: list[Frame] = []  # the batch being written (see take_unjournaled)
         self._in_hand_after = 0  # the pipeline's frames once that batch is journaled
         self._failing: str | None = None  # see StorageStats.failing
         self._retrying = False  # see StorageStats.retrying
@@ -438,17 +438,12 @@ class Storage:
     def queue_depth(self) -> int:
         return self._queue.qsize()
 
-    @property
-    def unjournaled(self) -> int:
-        """Frames storage holds that are not in the journal yet: the queue and the batch in
-        hand (being written, or waiting to be retried)."""
-        return self._queue.qsize() + len(self._in_hand)
-
     def take_unjournaled(self) -> list[Frame]:
-        """The frames of :attr:`unjournaled`, in order, taken out of storage: for counting what
-        a stop without storage (:meth:`abandon`) loses. Call once the writer task has ended and
-        :meth:`abandon` has waited out a file call still running: a write cancelled while in
-        storage's thread may have journaled its batch after all."""
+        """The frames storage holds that are not in the journal, in order, taken out of it:
+        the batch in hand (being written, or waiting to be retried) and the queue. For
+        counting what a stop without storage (:meth:`abandon`) loses: call once the writer
+        task has ended and :meth:`abandon` has waited out a file call still running, since a
+        write cancelled while in storage's thread may have journaled its batch after all."""
         frames = [] if self._pipeline.frames >= self._in_hand_after else self._in_hand
         self._in_hand = []
         while not self._queue.empty():

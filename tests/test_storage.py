@@ -412,7 +412,7 @@ def test_a_full_disk_at_a_clean_stop_is_waited_out_not_given_up(tmp_path: Path) 
     assert "No space left on device" in (storage.stats.last_error or "")
     assert raw_rows(tmp_path) == expected_raw(frames)
     assert list_segments(tmp_path / "_journal") == []
-    assert storage.unjournaled == 0
+    assert storage.take_unjournaled() == []
 
 
 def test_a_close_that_failed_to_publish_is_retried_for_real(tmp_path: Path) -> None:
