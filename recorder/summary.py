@@ -209,6 +209,9 @@ def _outages(con: duckdb.DuckDBPyConnection) -> list[_Outage]:
         "SELECT try_cast(json_extract_string(detail, '$.conn_id') AS BIGINT), "
         "try_cast(json_extract_string(detail, '$.start_ns') AS BIGINT) "
         "FROM events WHERE kind = 'gap'").fetchall())
+    # the first event of each day: a gap that starts before it may start on the day before
+    day_begins = dict(con.execute(
+        "SELECT date, epoch_ns(min(recv_ts)) FROM events GROUP BY date").fetchall())
     outages: list[_Outage] = []
     down: tuple[str, int, dt.date] | None = None  # kind, since, its date
     restarted = False  # a new run started while down: its connect is no reconnect
@@ -230,8 +233,11 @@ def _outages(con: duckdb.DuckDBPyConnection) -> list[_Outage]:
             up = (conn_id, ts, date)
         elif kind == "disconnect":
             if down is None and not stopping:  # a clean stop's own disconnect is no gap
-                down = ("disconnect", min(ts, last_frame.get(conn_id) or ts), date)
-                restarted = False
+                since = min(ts, last_frame.get(conn_id) or ts)
+                # a last frame before the day's first event may be the day before's
+                on = date if since >= day_begins[date] else _received_on(con, conn_id, since,
+                                                                         date)
+                down, restarted = ("disconnect", since, on), False
             up = None
         elif kind == "start":
             if up is not None:  # the last run ended with this connection open
@@ -242,6 +248,16 @@ def _outages(con: duckdb.DuckDBPyConnection) -> list[_Outage]:
     if down is not None:
         end(None, None, reconnected=False)
     return outages
+
+
+def _received_on(con: duckdb.DuckDBPyConnection, conn_id: int, ts: int,
+                 date: dt.date) -> dt.date:
+    """The trading day of the frame connection ``conn_id`` received at ``ts`` (``date`` if
+    ``raw`` does not hold it)."""
+    row = con.execute(
+        "SELECT date FROM raw WHERE conn_id = ? AND direction = 'in' AND epoch_ns(recv_ts) = ? "
+        "LIMIT 1", [conn_id, ts]).fetchone()
+    return row[0] if row else date
 
 
 def _last_received(con: duckdb.DuckDBPyConnection, conn_id: int, connected: int,

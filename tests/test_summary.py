@@ -254,3 +254,27 @@ def test_a_bad_file_of_another_day_is_named_too(tmp_path: Path) -> None:
     garbage_file(bad)
     with pytest.raises(Unreadable, match=f"^cannot read {re.escape(str(bad))}: "):
         summarize(tmp_path, date="2026-04-30")
+
+
+def test_a_silent_socket_whose_last_frame_was_the_day_before_is_in_both_days(
+        tmp_path: Path) -> None:
+    """The data stopped 5 s before midnight; the heartbeat timeout gave the socket up 25 s
+    later, after midnight. The gap is the first day's too: it used to be placed by its
+    disconnect event's day alone."""
+    aapl = [p for p in real_payloads() if b'"topic":"smd+265598"' in p][:2]
+    midnight = T0 + 14 * 3600 * S
+    _write(tmp_path, [
+        event_frame(T0, 0, 1, "start", None, {}),
+        event_frame(T0 + 1 * S, 1, 2, "connect", None, {"conn_id": 1}),
+        Frame(midnight - 5 * S, 1, 3, "in", aapl[0]),
+        event_frame(midnight + 20 * S, 1, 4, "disconnect", None, {"conn_id": 1, "code": 1006}),
+        event_frame(midnight + 21 * S, 2, 5, "connect", None, {"conn_id": 2}),
+        event_frame(midnight + 21 * S, 2, 6, "gap", None, {
+            "conn_id": 1, "start_ns": midnight - 5 * S, "last_seq": 3, "code": 1006,
+            "end_ns": midnight + 21 * S, "next_conn_id": 2, "seconds": 26.0}),
+        Frame(midnight + 22 * S, 2, 7, "in", aapl[1]),
+    ])
+    gap = Gap("disconnect", None, "2026-05-01T03:59:55Z", "2026-05-01T04:00:21Z", 26.0)
+    day1, day2 = summarize(tmp_path, date="2026-04-30"), summarize(tmp_path, date="2026-05-01")
+    assert (day1.gaps, day1.reconnects) == ([gap], 0)
+    assert (day2.gaps, day2.reconnects) == ([gap], 1)
