@@ -94,6 +94,14 @@ def _every_for(
     help="What a 6th concurrent smh gets.",
 )
 @click.option(
+    "--login-burst",
+    default="always",
+    show_default=True,
+    type=click.Choice(["always", "first", "never"]),
+    help="Which logged-in sockets get the system, act and sts frames: every one, the first of "
+    "each session (as real gateways were seen to do), or none.",
+)
+@click.option(
     "--session-id", default=None, help="Session id (letters/digits); default derived from the seed."
 )
 @click.option(
@@ -193,6 +201,7 @@ def sim(**kw: Any) -> None:
             session_id=kw["session_id"],
             record_traffic=False,
             account=kw["account"],
+            login_burst=kw["login_burst"],
         ).validate()
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None

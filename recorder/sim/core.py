@@ -58,6 +58,7 @@ class GatewayCore:
         self._close_new = 0  # sockets still to close 1000 before login (close_new_sockets)
         self._hold_handshakes = 0.0  # seconds each upgrade is held back (hold_handshakes)
         self._unauthenticated_logins = 0  # sockets still to log in unauthenticated
+        self._burst_sessions: set[str] = set()  # session ids whose login burst was sent
         self._started_ms = 0
         self._debug = log.isEnabledFor(logging.DEBUG)
         self.account_sim = Account(self.options.account, self.options.seed)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 SmhOverLimit = Literal["silent", "error"]
+LoginBurst = Literal["always", "first", "never"]
+LOGIN_BURSTS = ("always", "first", "never")
 
 DEFAULT_ACCOUNT = "DU1234567"
 DEFAULT_USERNAME = "user1234"
@@ -25,6 +27,9 @@ class SimOptions:
     Times are seconds. ``hb_interval`` is the ``system`` heartbeat period (IBKR: 10 s) on a
     phase shared by every socket of the gateway; ``update_interval`` is the ``_updated`` grid
     (IBKR: 500 ms) on which smd, sbd, spl (and order/bulletin activity) tick.
+    ``login_burst`` is which logged-in sockets get the ``system``, ``act`` and ``sts`` frames:
+    every one, the first of each session only (what real gateways were seen to do: the
+    sockets after it got none, and streamed all the same; behaviours §1, §18), or none.
     """
 
     seed: int = 1
@@ -42,6 +47,7 @@ class SimOptions:
     smh_max_concurrent: int = 5
     orders_every_ticks: int = 20  # an order lifecycle on sor every N update ticks (0: never)
     bulletin_every_ticks: int = 120  # a blt to every socket every N update ticks (0: never)
+    login_burst: LoginBurst = "always"
 
     def validate(self) -> SimOptions:
         """Return ``self`` if every value is possible, else raise ``ValueError`` naming it."""
@@ -61,6 +67,9 @@ class SimOptions:
             raise ValueError("session_id must be at least 4 letters or digits")
         if self.smh_max_concurrent < 1:
             raise ValueError("smh_max_concurrent must be >= 1")
+        if self.login_burst not in LOGIN_BURSTS:
+            raise ValueError(f"login_burst must be one of {', '.join(LOGIN_BURSTS)}, got "
+                             f"{self.login_burst!r}")
         if self.orders_every_ticks < 0 or self.bulletin_every_ticks < 0:
             raise ValueError("orders_every_ticks and bulletin_every_ticks must be >= 0")
         return self

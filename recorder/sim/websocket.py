@@ -142,6 +142,8 @@ class WebsocketSide(GatewayCore):
     async def _login(self, conn: Conn) -> None:
         conn.authed = True
         self.stats.ws_logins += 1
+        if self._unauthenticated_logins == 0 and not self._burst_for(self.session_id):
+            return  # logged in without a word: it answers tic and streams what it is asked
         paper = self.options.account.startswith("D")
         await self.send(conn, encode.system_success(self.options.username, paper), "system")
         tag = f"{self._started_ms // 1000:08x}.{conn.conn_id:08x}"
@@ -152,6 +154,15 @@ class WebsocketSide(GatewayCore):
                 await self.send(conn, frame, "sts")
             return
         await self.send(conn, encode.sts_login(self.options.username), "sts")
+
+    def _burst_for(self, session_id: str) -> bool:
+        """Whether a socket logged in to ``session_id`` now gets the login burst."""
+        burst = self.options.login_burst
+        if burst == "first":
+            first = session_id not in self._burst_sessions
+            self._burst_sessions.add(session_id)
+            return first
+        return burst == "always"
 
     # ---- commands --------------------------------------------------------------------------
 
