@@ -7,8 +7,14 @@ Rules this module keeps (SPEC §5):
   the start of the wait before this socket if that was shorter. If the gateway answers
   ``waiting for session``, send ``{"session":"<id>"}`` once; if it refuses that id, check the
   session again and open a new socket.
-- Subscribe only after an ``sts`` frame says ``authenticated: true``; subscriptions never
-  survive a reconnect, so every new connection gets them all again.
+- Subscribe only once the socket is known to be logged in: an ``sts`` frame says
+  ``authenticated: true``, or, on a socket that got no ``sts`` within a second, the gateway
+  answers the ``tic`` it is sent then (:data:`~recorder.policy.PROBE_SECONDS`) with
+  ``alive: true`` and this session's id. Real gateways sent the login burst (``system``,
+  ``act``, ``sts``) on one socket of a session and none on the sockets after it, which
+  streamed all the same (behaviours §1, §18). An ``sts`` saying ``authenticated: false``
+  first rules the ``tic`` answer out. Subscriptions never survive a reconnect, so every new
+  connection gets them all again.
 - Receive bytes (``recv(decode=False)``): gateways send text frames holding bytes that are not
   UTF-8, and decoding would drop the connection. Every frame received or sent is handed on,
   byte for byte, with ``time.time_ns()`` taken once when it arrived: to ``put``, which waits
@@ -54,6 +60,7 @@ from recorder.signals import (
     Heartbeat,
     SessionRefused,
     SmhAnswer,
+    TicAnswer,
     WaitingForSession,
     classify,
 )
@@ -123,6 +130,7 @@ class Multiplexer:
         self._last_heartbeat: float | None = None
         self._authenticated_once = False
         self._sent_session = False  # this connection was sent {"session": …} (it is, once)
+        self._denied = False  # an sts said unauthenticated before this connection authenticated
         # the open gap: what the last connection ended on, until the next one opens
         self._gap: dict[str, Any] | None = None
         self._last_in_ns = 0
@@ -280,8 +288,7 @@ class Multiplexer:
             return self.connects > 0 and self._authenticated_once
 
     async def _read_frames(self, ws: ClientConnection, session_id: str) -> bool:
-        self._authenticated_once = False
-        self._sent_session = False
+        self._authenticated_once = self._sent_session = self._denied = False
         conn_id = self._counters.conn_id
         put = self._put
         counters = self._counters
@@ -328,11 +335,9 @@ class Multiplexer:
         now = self._clock()
         if isinstance(signal, AuthChanged):
             if signal.authenticated and not self.authenticated:
-                self.authenticated = self._authenticated_once = True
-                self._emit("auth_ok", None, {"source": "sts", "conn_id": conn_id})
-                await self._execute(ws, self._book.on_authenticated(now))
-                await self._execute(ws, self._smh.on_authenticated(now))
-                self._wake.set()
+                await self._subscribe(ws, now, {"source": "sts", "conn_id": conn_id})
+            elif not signal.authenticated and not self.authenticated:
+                self._denied = True  # a tic answer does not log this socket in, then
             elif not signal.authenticated and self.authenticated:
                 self.authenticated = False
                 self._book.on_disconnected()
@@ -343,6 +348,12 @@ class Multiplexer:
                 self._close_reading_on(ws, now, "authentication lost")
         elif isinstance(signal, Heartbeat):
             self._last_heartbeat = now
+        elif isinstance(signal, TicAnswer):
+            if (signal.alive and signal.session_id == session_id and not self.authenticated
+                    and not self._denied):
+                log.info("the gateway sent no sts on this socket but answers its tic for the "
+                         "session: subscribing")
+                await self._subscribe(ws, now, {"source": "tic", "conn_id": conn_id})
         elif isinstance(signal, Competing):
             self._emit("auth", None, {"competing": signal.competing, "source": "sts"})
         elif isinstance(signal, SmhAnswer):
@@ -359,6 +370,14 @@ class Multiplexer:
                         "and reconnecting")
             self._session.auth_lost("session refused on the socket")
             self._close_reading_on(ws, now, "authentication lost")
+
+    async def _subscribe(self, ws: ClientConnection, now: float, detail: dict[str, Any]) -> None:
+        """The socket is logged in (``detail`` says how): send every subscription."""
+        self.authenticated = self._authenticated_once = True
+        self._emit("auth_ok", None, detail)
+        await self._execute(ws, self._book.on_authenticated(now))
+        await self._execute(ws, self._smh.on_authenticated(now))
+        self._wake.set()
 
     def _close_reading_on(self, ws: ClientConnection, now: float, reason: str) -> None:
         """Close the socket with 1000 and read on until the gateway has closed it too. No time

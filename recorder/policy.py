@@ -8,7 +8,10 @@ Rules:
 - One :class:`KeepAlive` per websocket connection (build it when the socket opens): ``TIC``
   every ``tic_seconds`` (IBKR wants one at least once a minute), ``DEAD`` once no frame at all
   came for ``heartbeat_timeout_seconds`` (the gateway sends ``hb`` every 10 s, so silence means
-  the socket is gone even when it looks open). ``DEAD`` is reported once; the driver closes the
+  the socket is gone even when it looks open). A socket not authenticated
+  :data:`PROBE_SECONDS` after it opened is sent a ``TIC`` then too: a gateway that sends no
+  ``sts`` on it answers the ``tic``, and that answer shows the socket is logged in (seed 004:
+  a message must be sent to trigger the backend). ``DEAD`` is reported once; the driver closes the
   socket and builds a new :class:`KeepAlive` for the next one. ``UNAUTHENTICATED`` once the
   socket has been open ``heartbeat_timeout_seconds`` without the driver reporting it
   authenticated (:meth:`KeepAlive.on_authenticated`): a gateway may keep a socket whose session
@@ -29,7 +32,12 @@ from collections.abc import Iterator
 
 from recorder.config import SessionConfig
 
-__all__ = ["VALIDATE_SECONDS", "Due", "KeepAlive", "SessionTimers", "backoff"]
+__all__ = ["PROBE_SECONDS", "VALIDATE_SECONDS", "Due", "KeepAlive", "SessionTimers", "backoff"]
+
+#: How long a new socket waits for an ``sts`` before it is sent a ``tic`` to answer instead.
+#: Real gateways sent their login burst (``system``, ``act``, ``sts``) within 250 ms of a login,
+#: when they sent one (behaviours §1).
+PROBE_SECONDS = 1.0
 
 #: ``/sso/validate`` period. IBKR's pacing table allows one a minute; the call only confirms
 #: the SSO session (``/tickle`` already keeps it alive), so every five minutes is plenty and
@@ -74,6 +82,7 @@ class KeepAlive:
         self._last_frame = now
         self._dead_reported = False
         self._authenticate_by: float | None = now + self._timeout
+        self._probe_at: float | None = now + PROBE_SECONDS  # None once authenticated or sent
 
     @property
     def last_frame(self) -> float:
@@ -88,16 +97,22 @@ class KeepAlive:
             self._dead_reported = False
 
     def on_authenticated(self) -> None:
-        """The socket authenticated: ``UNAUTHENTICATED`` is never due on it."""
-        self._authenticate_by = None
+        """The socket authenticated: neither ``UNAUTHENTICATED`` nor the probe ``TIC`` is
+        due on it."""
+        self._authenticate_by = self._probe_at = None
 
     def poll(self, now: float) -> list[Due]:
-        """What is due at ``now``: ``TIC``; ``DEAD`` the first time the silence is too long;
+        """What is due at ``now``: ``TIC`` (on its period, or once as the probe of a socket
+        not yet authenticated); ``DEAD`` the first time the silence is too long;
         ``UNAUTHENTICATED`` once, when the socket has been open too long unauthenticated."""
         due: list[Due] = []
         if now >= self._next_tic:
             due.append(Due.TIC)
             self._next_tic = now + self._tic_seconds
+            self._probe_at = None
+        elif self._probe_at is not None and now >= self._probe_at:
+            due.append(Due.TIC)
+            self._probe_at = None
         if not self._dead_reported and now - self._last_frame >= self._timeout:
             due.append(Due.DEAD)
             self._dead_reported = True
@@ -109,6 +124,8 @@ class KeepAlive:
     def next_deadline(self) -> float:
         """When :meth:`poll` next has something to say (if no frame arrives before)."""
         deadlines = [self._next_tic]
+        if self._probe_at is not None:
+            deadlines.append(self._probe_at)
         if not self._dead_reported:
             deadlines.append(self._last_frame + self._timeout)
         if self._authenticate_by is not None:

@@ -3,8 +3,9 @@
 Almost every frame (quotes, depth, orders…) needs no reaction from the driver, only storage.
 The few that do (``sts`` auth changes, ``smh`` answers that hold a slot, the gateway's
 ``waiting for session`` prompt and its refusal of a session id, the heartbeat whose age the
-status line shows) are picked out by a cheap byte search and only then parsed. Pure: bytes
-in, a :class:`Signal` or ``None`` out; never raises.
+status line shows, the answer to a ``tic`` that shows a socket with no ``sts`` is logged in)
+are picked out by a cheap byte search and only then parsed. Pure: bytes in, a
+:class:`Signal` or ``None`` out; never raises.
 """
 
 from __future__ import annotations
@@ -64,7 +65,19 @@ class Heartbeat:
 
 HEARTBEAT = Heartbeat()
 
-Signal = AuthChanged | Competing | WaitingForSession | SessionRefused | SmhAnswer | Heartbeat
+
+@dataclass(frozen=True)
+class TicAnswer:
+    """The gateway's answer to a ``tic``: ``{"topic":"tic","alive":true,"id":"<session id>",…}``
+    (four copies each time, behaviours §3). It comes only on a socket logged in to a session,
+    and names the session."""
+
+    alive: bool
+    session_id: str | None
+
+
+Signal = (AuthChanged | Competing | WaitingForSession | SessionRefused | SmhAnswer | Heartbeat
+          | TicAnswer)
 
 
 def _loads(payload: bytes) -> object:
@@ -87,8 +100,11 @@ def signal_of(payload: bytes) -> Signal | None:
         return _waiting_signal(payload)
     if _REFUSED in payload and _TOPIC not in payload:
         return _refused_signal(payload)
-    if topic_of(payload) == b"system" and _HB in payload:
+    topic = topic_of(payload)
+    if topic == b"system" and _HB in payload:
         return HEARTBEAT
+    if topic == b"tic":
+        return _tic_signal(payload)
     return None
 
 
@@ -120,6 +136,14 @@ def _smh_signal(payload: bytes) -> Signal | None:
     if not (conid_text.isascii() and conid_text.isdigit()) or len(conid_text) > _CONID_DIGITS:
         return None
     return SmhAnswer(int(conid_text), str(server_id))
+
+
+def _tic_signal(payload: bytes) -> Signal | None:
+    body = _loads(payload)
+    if not isinstance(body, dict) or body.get("topic") != "tic":
+        return None
+    session_id = body.get("id")
+    return TicAnswer(body.get("alive") is True, session_id if isinstance(session_id, str) else None)
 
 
 def _waiting_signal(payload: bytes) -> Signal | None:
@@ -168,6 +192,8 @@ def classify(payload: bytes) -> tuple[bytes, Signal | None]:
         return topic, _smh_signal(payload)
     if topic == b"system" and _HB in payload:
         return topic, HEARTBEAT
+    if topic == b"tic":
+        return topic, _tic_signal(payload)
     return topic, None
 
 

@@ -6,7 +6,7 @@ import itertools
 import random
 
 from recorder.config import SessionConfig
-from recorder.policy import VALIDATE_SECONDS, Due, KeepAlive, SessionTimers, backoff
+from recorder.policy import PROBE_SECONDS, VALIDATE_SECONDS, Due, KeepAlive, SessionTimers, backoff
 
 SESSION = SessionConfig(tic_seconds=30.0, heartbeat_timeout_seconds=25.0, tickle_seconds=60.0)
 
@@ -100,6 +100,7 @@ def test_keepalive_reports_a_socket_never_authenticated_once_however_busy() -> N
     """Frames keep coming (hb, tic replies, sts authenticated:false), so the socket is not
     dead; but one not authenticated within the heartbeat timeout will never stream."""
     keepalive = KeepAlive(SESSION, now=100.0)
+    assert keepalive.poll(101.0) == [Due.TIC]  # the probe
     assert keepalive.next_deadline() == 125.0
     for t in range(101, 125):
         keepalive.on_frame(float(t))
@@ -158,3 +159,33 @@ def test_backoff_below_half_a_second_still_doubles_from_its_minimum() -> None:
 
     assert list(itertools.islice(backoff(0.25, 10.0, Top()), 6)) == [
         0.5, 1.0, 2.0, 4.0, 8.0, 10.0]
+
+
+def test_keepalive_probes_a_socket_with_no_sts_once_with_a_tic() -> None:
+    """A gateway that sends no login burst on a socket (real ones did not, after the first
+    socket of a session) leaves it unauthenticated: a second after it opened it gets a tic,
+    whose answer shows it is logged in. Once, and then the tics keep their period."""
+    keepalive = KeepAlive(SESSION, now=0.0)
+    assert keepalive.next_deadline() == PROBE_SECONDS == 1.0
+    assert keepalive.poll(0.9) == []
+    assert keepalive.poll(1.0) == [Due.TIC]
+    assert keepalive.poll(1.5) == []
+    keepalive.on_frame(1.1)  # the answer
+    keepalive.on_authenticated()
+    assert keepalive.next_deadline() == 26.1  # the silence limit; the tic is due at 30
+    keepalive.on_frame(10.0)  # a heartbeat
+    assert keepalive.poll(30.0) == [Due.TIC]
+
+
+def test_keepalive_sends_no_probe_to_a_socket_authenticated_by_its_sts() -> None:
+    keepalive = KeepAlive(SESSION, now=0.0)
+    keepalive.on_frame(0.2)
+    keepalive.on_authenticated()  # the sts of the login burst
+    assert keepalive.poll(1.0) == [] and keepalive.next_deadline() == 25.2
+
+
+def test_a_tic_due_on_its_period_is_the_probe_too() -> None:
+    keepalive = KeepAlive(SessionConfig(tic_seconds=0.5, heartbeat_timeout_seconds=25.0), 0.0)
+    assert keepalive.poll(0.5) == [Due.TIC]
+    assert keepalive.poll(1.0) == [Due.TIC]  # the period's, not a second one
+    assert keepalive.poll(1.2) == []

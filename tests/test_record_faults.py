@@ -15,6 +15,7 @@ import pytest
 from recorder.connection import CLOSE_WAIT_SECONDS
 from recorder.runner import Recorder
 from recorder.sim import SimGateway, SimOptions, encode
+from recorder.sim.options import LoginBurst
 from tests.faults_support import events
 from tests.recording import make_config, record_while, timeout
 from tests.storage_frames import rows
@@ -33,9 +34,11 @@ async def survive(
     *,
     compete: bool = False,
     expect_reconnect: bool = True,
+    login_burst: LoginBurst = "always",
     **session: Any,
 ) -> tuple[SimGateway, list[str]]:
-    async with SimGateway(SimOptions(seed=11, hb_interval=0.5, update_interval=0.1)) as gw:
+    async with SimGateway(SimOptions(seed=11, hb_interval=0.5, update_interval=0.1,
+                                     login_burst=login_burst)) as gw:
         config = make_config(gw, tmp_path, smd=("265598",), orders=True, pnl=True, compete=compete,
                              **session)
 
@@ -489,3 +492,74 @@ def test_a_socket_dropped_soon_after_authenticating_backs_off_longer_each_time(
     for n, wait in enumerate(waits[:4]):
         ceiling = 0.05 * 2 ** (n + 1)
         assert ceiling / 2 - 0.001 <= wait <= ceiling + 0.001, (n, waits)
+
+
+def test_a_gateway_that_sends_no_login_burst_is_recorded_all_the_same(tmp_path: Path) -> None:
+    """Real gateways sent no ``system``/``act``/``sts`` on most sockets (behaviours §1: the
+    2026-04-30 captures), and streamed what they were asked. The recorder waited for an
+    ``sts`` that never came: every 25 s an ``auth_timeout``, a new socket, and not one quote.
+    Now a socket quiet for a second is sent a ``tic``, and its answer, naming the session,
+    logs it in."""
+
+    async def main() -> SimGateway:
+        options = SimOptions(seed=11, hb_interval=0.5, update_interval=0.1, login_burst="never")
+        async with SimGateway(options) as gw:
+            config = make_config(gw, tmp_path, smd=("265598",), orders=True, pnl=True,
+                                 tic_seconds=30.0, heartbeat_timeout_seconds=10.0)
+
+            async def scenario(rec: Recorder) -> None:
+                await gw.wait_for(lambda: WANTED <= gw.subscriptions(), timeout(10))
+                await gw.wait_for(lambda: sum(
+                    1 for f in gw.sent if (f.topic or "").startswith("smd+")) >= 5, timeout(10))
+
+            await record_while(config, scenario)
+        return gw
+
+    gw = asyncio.run(main())
+    assert gw.stats.ws_connects == 1 and not [f for f in gw.sent if f.topic == "sts"]
+    received = [r.payload for r in gw.received]
+    assert received[0] == b"tic"  # the probe, then the subscriptions
+    assert {p.split(b"+")[0] for p in received[1:4]} == {b"smd", b"sor", b"spl"}
+    found = events(tmp_path)
+    assert [d for k, d in found if k == "auth_ok" and "source" in d] == [
+        {"source": "tic", "conn_id": 1}]
+    assert not [k for k, _ in found if k in ("auth_timeout", "auth_lost")]
+    sent_smd = sum(1 for f in gw.sent if (f.topic or "").startswith("smd+"))
+    [(n,)] = rows(f"SELECT count(*) FROM read_parquet('{tmp_path}/market_data/**/*.parquet')")
+    assert n == sent_smd >= 5
+
+
+def test_the_sockets_after_the_first_of_a_session_get_no_burst_and_stream(
+        tmp_path: Path) -> None:
+    """As on the real gateway: the first socket of the session gets the login burst, the one
+    after the drop gets none. It subscribes again, on its ``tic`` answer."""
+    gw, recorded = asyncio.run(survive(tmp_path, drop, login_burst="first"))
+    assert gw.stats.ws_connects == 2
+    assert [d for k, d in events(tmp_path) if k == "auth_ok" and "source" in d] == [
+        {"source": "sts", "conn_id": 1}, {"source": "tic", "conn_id": 2}]
+    assert "auth_timeout" not in recorded
+
+
+def test_a_tic_answer_does_not_log_in_a_socket_an_sts_said_is_not(tmp_path: Path) -> None:
+    """An ``sts`` saying ``authenticated: false`` comes first: the ``tic`` answer that follows
+    (the gateway answers tic on a socket it logged in unauthenticated) subscribes nothing,
+    and the socket is given up after the heartbeat timeout, as before."""
+
+    async def main() -> SimGateway:
+        options = SimOptions(seed=11, hb_interval=0.5, update_interval=0.1)
+        async with SimGateway(options) as gw:
+            gw.unauthenticated_logins(1)
+            config = make_config(gw, tmp_path, smd=("265598",), heartbeat_timeout_seconds=2.0)
+
+            async def scenario(rec: Recorder) -> None:
+                await gw.wait_for(lambda: gw.stats.ws_connects >= 2, timeout(10))
+                await gw.wait_for(lambda: "smd+265598" in gw.subscriptions(), timeout(10))
+
+            await record_while(config, scenario)
+        return gw
+
+    gw = asyncio.run(main())
+    first = [r.payload for r in gw.received if r.conn_id == 1]
+    assert b"tic" in first and not [p for p in first if p.startswith(b"smd+")]
+    assert [d for k, d in events(tmp_path) if k == "auth_ok" and "source" in d] == [
+        {"source": "sts", "conn_id": 2}]

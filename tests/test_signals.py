@@ -12,6 +12,7 @@ from recorder.signals import (
     Competing,
     SessionRefused,
     SmhAnswer,
+    TicAnswer,
     WaitingForSession,
     classify,
     signal_of,
@@ -51,7 +52,18 @@ def test_the_refusal_of_a_session_id() -> None:
         assert signal_of(other) is None and classify(other)[1] is None, other
 
 
-@pytest.mark.parametrize("name", ["smd", "sor", "str", "spl", "tic", "act"])
+def test_the_answer_to_a_tic_names_the_session() -> None:
+    """Real answers: all alive, naming the /tickle session id (behaviours §3)."""
+    assert {signal_of(frame) for frame in real("tic")} == {
+        TicAnswer(True, "86b3be19d376d9a1e3a7b52379744520"),
+        TicAnswer(True, "e5af95a05fe55041a403680abb434efa")}
+    assert all(classify(frame) == (b"tic", signal_of(frame)) for frame in real("tic"))
+    assert signal_of(b'{"topic":"tic","alive":false}') == TicAnswer(False, None)
+    assert signal_of(b'{"topic":"tic","id":7}') == TicAnswer(False, None)
+    assert signal_of(b'{"topic":"ticker","alive":true}') is None
+
+
+@pytest.mark.parametrize("name", ["smd", "sor", "str", "spl", "act"])
 def test_ordinary_frames_need_no_reaction(name: str) -> None:
     assert all(signal_of(frame) is None for frame in real(name))
 
