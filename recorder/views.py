@@ -142,8 +142,11 @@ def quotes_sql() -> str:
 
 
 DERIVED: Final = {
+    # the latest copy that carries a commission, else the latest: IBKR re-sends executions
+    # (behaviours §35), and a re-send without one must not hide the one it had
     "trades_dedup": ("SELECT * FROM trades QUALIFY execution_id IS NULL OR row_number() OVER "
-                     "(PARTITION BY execution_id ORDER BY recv_ts DESC, seq DESC) = 1"),
+                     "(PARTITION BY execution_id ORDER BY commission IS NOT NULL DESC, "
+                     "recv_ts DESC, seq DESC) = 1"),
     "bars_dedup": ("SELECT * FROM bars QUALIFY bar_time IS NULL OR row_number() OVER "
                    "(PARTITION BY conid, bar, source, bar_time "
                    "ORDER BY recv_ts DESC, seq DESC) = 1"),

@@ -277,6 +277,18 @@ def test_trades_dedup_keeps_the_latest_copy(tmp_path: Path) -> None:
     assert len(got) < len(trades)  # the captures hold repeated executions
 
 
+def test_trades_dedup_keeps_the_commission_a_later_copy_lacks(tmp_path: Path) -> None:
+    """IBKR re-sends executions (behaviours §35: 277 str frames in 60 s for a handful of
+    them). A copy without a commission after the one with it used to hide the commission."""
+    without, with_commission = [p for p in real_payloads() if b"0000d5db.6c89b9be" in p][:2]
+    assert b"commission" not in without and b'"commission"' in with_commission
+    record(tmp_path, [Frame(T0, 1, 1, "in", without), Frame(T0 + 1000, 1, 2, "in", with_commission),
+                      Frame(T0 + 2000, 1, 3, "in", without)])
+    con = recorder.open(tmp_path)
+    assert con.execute("SELECT execution_id, seq, commission FROM trades_dedup").fetchall() == [
+        ("0000d5db.6c89b9be.01.01", 2, 0.0)]
+
+
 def _with_times(payload: bytes, start_ms: int) -> bytes:
     """The smh frame with a ``t`` on each bar, a minute apart from ``start_ms``."""
     obj = orjson.loads(payload)
