@@ -258,6 +258,7 @@ class Multiplexer:
                     await ticker
                 except asyncio.CancelledError:
                     pass
+                closed_by_us = self._closing is not None
                 if self._closing is not None:
                     closing, self._closing = self._closing, None
                     closing.cancel()  # done by now unless this connection ended otherwise
@@ -277,7 +278,8 @@ class Multiplexer:
                     self._gap = {"conn_id": self._counters.conn_id, "start_ns": self._last_in_ns,
                                  "last_seq": self._last_in_seq, "code": code}
                     log.warning("websocket closed (code %s); reconnecting", code)
-                    if code == 1000 and not self._authenticated_once:
+                    # the gateway's close loop of a lost session; not its answer to ours
+                    if code == 1000 and not self._authenticated_once and not closed_by_us:
                         self._session.auth_lost("websocket closed 1000 before authentication")
             return ever_authenticated
 
