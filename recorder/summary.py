@@ -3,10 +3,12 @@
 Everything is read through the views (:mod:`recorder.views`), so the summary counts exactly
 what a query would see. Per table: rows, files, first and last ``recv_ts``. Per conid: smd
 frames. Gaps: *silences* (two consecutive ``market_data`` rows of a stream further apart
-than ``silence_seconds``), *disconnects* (from the last frame a lost connection received, as
-its ``gap`` event says, or else its ``disconnect`` event, to the next ``connect``, to the
-run's ``stop``, or open-ended; a clean stop's own disconnect is no gap) and *crashes* (a run
-that ended without a stop, from its connection's last frame to the next run's ``connect``).
+than ``silence_seconds``, or its last row that long before its run's ``stop``),
+*disconnects* (from the last frame a lost connection received, as its ``gap`` event says, or
+else its ``disconnect`` event, to the next ``connect``, to the run's ``stop``, or open-ended;
+a clean stop's own disconnect is no gap) and *crashes* (a run that ended without a stop, from
+its connection's last frame to the next run's ``connect``, or open-ended if it was the last
+run and no recorder holds the folder now).
 A disconnect or crash that spans two trading days is in the summary of each.
 Reconnects: ``connect`` events of the same run that end a disconnect.
 
@@ -58,11 +60,12 @@ class TableSummary:
 
 @dataclass(frozen=True)
 class Gap:
-    kind: str  # "silence" or "disconnect"
+    kind: str  # "silence", "disconnect" or "crash"
     conid: int | None
     start: str
     end: str | None  # None: never reconnected
     seconds: float | None
+    stream: str | None = None  # a silence's: conid, or conid@exchange when one was asked
 
 
 @dataclass(frozen=True)
@@ -155,19 +158,20 @@ def _summarize(con: duckdb.DuckDBPyConnection, root: Path, date: str | None,
     per_stream = dict(con.execute(
         f"SELECT {STREAM}, count(*) FROM market_data {where} GROUP BY conid, {STREAM} "
         f"ORDER BY conid, {STREAM}", params).fetchall())
-    gaps = [Gap("silence", conid, _iso(prev) or "", _iso(ts), round(ms / 1000, 3))
-            for conid, prev, ts, ms in con.execute(
-                f"""SELECT conid, prev, ts, (ts - prev) / 1e6 AS ms FROM (
+    gaps = [Gap("silence", conid, _iso(prev) or "", _iso(ts), round(ms / 1000, 3), stream)
+            for conid, stream, prev, ts, ms in con.execute(
+                f"""SELECT conid, stream, prev, ts, (ts - prev) / 1e6 AS ms FROM (
                       SELECT conid, {STREAM} AS stream, epoch_ns(recv_ts) AS ts,
                         lag(epoch_ns(recv_ts)) OVER (PARTITION BY conid, {STREAM}
                                                      ORDER BY recv_ts, seq) AS prev
                       FROM market_data {where})
                     WHERE ms > ? ORDER BY prev, conid, stream""",
                 [*params, silence_seconds * 1000]).fetchall()]
+    gaps += _silent_to_the_stop(con, date, silence_seconds)
     and_kind = "AND" if where else "WHERE"
     auth_lost = con.execute(f"SELECT count(*) FROM events {where} {and_kind} kind = 'auth_lost'",
                             params).fetchone()
-    outages = _outages(con)
+    outages = _outages(con, live=FolderLock(root).held_elsewhere())
     # an outage is the day's if any of it is: one across midnight shows on both days, whole
     day = dt.date.fromisoformat(date) if date else None
     gaps += [o.gap for o in outages if day is None or o.spans(day)]
@@ -175,6 +179,33 @@ def _summarize(con: duckdb.DuckDBPyConnection, root: Path, date: str | None,
     gaps.sort(key=lambda g: (g.start, g.kind))
     return Summary(str(root), date, tables, per_stream, gaps, reconnects,
                    auth_lost[0] if auth_lost else 0, _journal(root), recorded_dates(root))
+
+
+def _silent_to_the_stop(con: duckdb.DuckDBPyConnection, date: str | None,
+                        silence_seconds: float) -> list[Gap]:
+    """Streams silent for longer than ``silence_seconds`` after their last update (of
+    ``date``, if given): up to the stop of their run, or to their next update on a later day
+    if that comes first. A stream that died for the rest of the day, or that was silent
+    across midnight, which two consecutive rows of one day never show."""
+    where, params = _date_filter(date)
+    later = "AND m.date >= CAST(? AS DATE)" if date else ""  # the next update: this day on
+    found = con.execute(
+        f"""WITH last AS (
+              SELECT conid, {STREAM} AS stream, max(recv_ts) AS last
+              FROM market_data {where} GROUP BY conid, {STREAM}),
+            ended AS (
+              SELECT conid, stream, last, least(
+                (SELECT min(recv_ts) FROM events WHERE kind = 'stop' AND recv_ts > last),
+                (SELECT min(m.recv_ts)
+                 FROM (SELECT conid, {STREAM} AS stream, recv_ts, date FROM market_data) m
+                 WHERE m.conid = last.conid AND m.stream = last.stream
+                   AND m.recv_ts > last.last {later})) AS next
+              FROM last)
+            SELECT conid, stream, epoch_ns(last), epoch_ns(next) FROM ended
+            WHERE next - last > to_microseconds(CAST(? * 1e6 AS BIGINT))
+            ORDER BY last, conid, stream""", [*params, *params, silence_seconds]).fetchall()
+    return [Gap("silence", conid, _iso(last) or "", _iso(end), round((end - last) / 1e9, 3),
+                stream) for conid, stream, last, end in found]
 
 
 @dataclass(frozen=True)
@@ -188,9 +219,10 @@ class _Outage:
         return self.start_date <= day and (self.end_date is None or day <= self.end_date)
 
 
-def _outages(con: duckdb.DuckDBPyConnection) -> list[_Outage]:
+def _outages(con: duckdb.DuckDBPyConnection, live: bool) -> list[_Outage]:
     """The folder's disconnects, from every day's events (a few per connection): an outage
     that starts one trading day and ends the next has its two ends in two days' events.
+    ``live``: a recorder holds the folder now, so its last connection is open, not crashed.
 
     A lost connection is down from its last frame received (its ``gap`` event's
     ``start_ns``, else its ``disconnect`` event) to the next ``connect``, or to the run's
@@ -243,8 +275,12 @@ def _outages(con: duckdb.DuckDBPyConnection) -> list[_Outage]:
             if up is not None:  # the last run ended with this connection open
                 down = ("crash", *_last_received(con, *up))
             restarted, up = True, None
-        elif kind == "stop" and down is not None:
-            end(ts, date, reconnected=False)  # down to the stop: after it, nothing was asked
+        elif kind == "stop":
+            if down is not None:  # down to the stop: after it, nothing was asked
+                end(ts, date, reconnected=False)
+            up = None
+    if down is None and up is not None and not live:  # the last run ended without a stop
+        down = ("crash", *_last_received(con, *up))
     if down is not None:
         end(None, None, reconnected=False)
     return outages
@@ -312,8 +348,9 @@ def to_text(summary: Summary) -> str:
     lines.append(f"  reconnects: {summary.reconnects}, auth lost: {summary.auth_lost}, "
                  f"gaps: {len(summary.gaps)}")
     for g in summary.gaps:
-        who = f"conid {g.conid}" if g.conid is not None else "socket"
-        length = f"{g.seconds:,.1f} s" if g.seconds is not None else "not reconnected"
+        who = f"conid {g.stream or g.conid}" if g.conid is not None else "socket"
+        length = (f"{g.seconds:,.1f} s" if g.seconds is not None else
+                  "not reconnected" if g.kind == "disconnect" else "no run since")
         if g.kind == "crash":
             length += "; the run ended without stopping: killed, crashed or a power cut"
         lines.append(f"    {g.kind:<10} {who:<16} {g.start} .. {g.end or '?'}  ({length})")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from recorder.frames import Frame, event_frame
+from recorder.recover import FolderLock
 from recorder.storage import Pipeline
 from recorder.summary import (
     Gap,
@@ -55,7 +56,7 @@ def test_summary_counts_gaps_and_reconnects(tmp_path: Path) -> None:
     assert by_table["trades"] == (0, 0, None, None)
     assert s.frames_per_conid == {"265598": 4}
     assert s.gaps == [
-        Gap("silence", 265598, "2026-04-30T14:00:02Z", "2026-04-30T14:01:40Z", 98.0),
+        Gap("silence", 265598, "2026-04-30T14:00:02Z", "2026-04-30T14:01:40Z", 98.0, "265598"),
         Gap("disconnect", None, "2026-04-30T14:00:50Z", "2026-04-30T14:00:55Z", 5.0),
         Gap("disconnect", None, "2026-04-30T14:02:00Z", None, None),
     ]
@@ -83,6 +84,7 @@ def test_a_silent_socket_gap_starts_at_its_last_frame(tmp_path: Path) -> None:
             "conn_id": 1, "start_ns": T0 + 2 * S, "last_seq": 3, "code": 1006,
             "end_ns": T0 + 28 * S, "next_conn_id": 2, "seconds": 26.0}),
         Frame(T0 + 29 * S, 2, 8, "in", aapl[2]),
+        event_frame(T0 + 30 * S, 0, 9, "stop", None, {"reason": "signal"}),
     ])
     pipe.close()
     s = summarize(tmp_path, silence_seconds=60)
@@ -152,6 +154,7 @@ def test_a_run_killed_with_its_connection_open_leaves_a_crash_gap(tmp_path: Path
         event_frame(T0 + 64 * S, 1, 7, "start", None, {}),
         event_frame(T0 + 65 * S, 2, 8, "connect", None, {"conn_id": 2}),
         Frame(T0 + 66 * S, 2, 9, "in", aapl[2]),
+        event_frame(T0 + 67 * S, 0, 10, "stop", None, {"reason": "signal"}),
     ])
     s = summarize(tmp_path, silence_seconds=120)
     assert s.gaps == [Gap("crash", None, "2026-04-30T14:00:04Z", "2026-04-30T14:01:05Z", 61.0)]
@@ -169,6 +172,7 @@ def test_a_run_killed_while_disconnected_ends_its_gap_at_the_next_run(tmp_path: 
     ], [
         event_frame(T0 + 30 * S, 1, 4, "start", None, {}),
         event_frame(T0 + 31 * S, 2, 5, "connect", None, {"conn_id": 2}),
+        event_frame(T0 + 32 * S, 0, 6, "stop", None, {"reason": "signal"}),
     ])
     s = summarize(tmp_path)
     assert s.gaps == [
@@ -185,6 +189,7 @@ def test_a_stop_while_disconnected_ends_the_gap(tmp_path: Path) -> None:
     ], [  # the next day's run: no gap of the night
         event_frame(T0 + 86_400 * S, 1, 5, "start", None, {}),
         event_frame(T0 + 86_401 * S, 2, 6, "connect", None, {"conn_id": 2}),
+        event_frame(T0 + 86_402 * S, 0, 7, "stop", None, {"reason": "signal"}),
     ])
     s = summarize(tmp_path)
     assert s.gaps == [
@@ -204,6 +209,7 @@ def test_a_disconnect_across_midnight_is_in_both_days(tmp_path: Path) -> None:
         event_frame(midnight + 15 * S, 2, 4, "connect", None, {"conn_id": 2}),
         event_frame(midnight + 20 * S, 2, 5, "disconnect", None, {"conn_id": 2, "code": 1006}),
         event_frame(midnight + 22 * S, 3, 6, "connect", None, {"conn_id": 3}),
+        event_frame(midnight + 23 * S, 0, 7, "stop", None, {"reason": "signal"}),
     ])
     across = Gap("disconnect", None, "2026-05-01T03:59:50Z", "2026-05-01T04:00:15Z", 25.0)
     later = Gap("disconnect", None, "2026-05-01T04:00:20Z", "2026-05-01T04:00:22Z", 2.0)
@@ -226,12 +232,19 @@ def test_two_routing_exchanges_of_a_conid_are_two_streams(tmp_path: Path) -> Non
         Frame(T0 + 2 * S, 1, 3, "in", routed),
         Frame(T0 + 3 * S, 1, 4, "in", plain),
         Frame(T0 + 100 * S, 1, 5, "in", routed),
+        event_frame(T0 + 101 * S, 0, 6, "stop", None, {"reason": "signal"}),
     ])
     s = summarize(tmp_path, silence_seconds=60)
     assert s.frames_per_conid == {"265598": 2, "265598@NASDAQ": 2}
     assert s.gaps == [
-        Gap("silence", 265598, "2026-04-30T14:00:02Z", "2026-04-30T14:01:40Z", 98.0)]
-    assert "smd frames per conid: 265598 2, 265598@NASDAQ 2" in to_text(s)
+        Gap("silence", 265598, "2026-04-30T14:00:02Z", "2026-04-30T14:01:40Z", 98.0,
+            "265598@NASDAQ"),
+        # and the plain one was silent from its last update to the stop
+        Gap("silence", 265598, "2026-04-30T14:00:03Z", "2026-04-30T14:01:41Z", 98.0, "265598")]
+    text = to_text(s)
+    assert "smd frames per conid: 265598 2, 265598@NASDAQ 2" in text
+    assert ("    silence    conid 265598@NASDAQ 2026-04-30T14:00:02Z .. 2026-04-30T14:01:40Z  "
+            "(98.0 s)") in text.splitlines()
 
 
 @pytest.mark.parametrize("spoil", [garbage_file, empty_file, times_as_text_file])
@@ -273,8 +286,74 @@ def test_a_silent_socket_whose_last_frame_was_the_day_before_is_in_both_days(
             "conn_id": 1, "start_ns": midnight - 5 * S, "last_seq": 3, "code": 1006,
             "end_ns": midnight + 21 * S, "next_conn_id": 2, "seconds": 26.0}),
         Frame(midnight + 22 * S, 2, 7, "in", aapl[1]),
+        event_frame(midnight + 23 * S, 0, 8, "stop", None, {"reason": "signal"}),
     ])
     gap = Gap("disconnect", None, "2026-05-01T03:59:55Z", "2026-05-01T04:00:21Z", 26.0)
     day1, day2 = summarize(tmp_path, date="2026-04-30"), summarize(tmp_path, date="2026-05-01")
     assert (day1.gaps, day1.reconnects) == ([gap], 0)
     assert (day2.gaps, day2.reconnects) == ([gap], 1)
+
+
+def test_a_stream_that_died_before_the_stop_is_a_silence(tmp_path: Path) -> None:
+    """IBKR ends an smd stream that is not re-sent; the rest of the run is silence, which two
+    consecutive rows never show."""
+    plain = b'{"topic":"smd+265598","conid":265598,"conidEx":"265598","31":"271.5"}'
+    _write(tmp_path, [
+        event_frame(T0, 0, 1, "start", None, {}),
+        event_frame(T0 + 1 * S, 1, 2, "connect", None, {"conn_id": 1}),
+        Frame(T0 + 2 * S, 1, 3, "in", plain),
+        Frame(T0 + 3 * S, 1, 4, "in", plain),
+        event_frame(T0 + 900 * S, 0, 5, "stop", None, {"reason": "signal"}),
+    ])
+    assert summarize(tmp_path, silence_seconds=60).gaps == [
+        Gap("silence", 265598, "2026-04-30T14:00:03Z", "2026-04-30T14:15:00Z", 897.0, "265598")]
+    assert summarize(tmp_path, silence_seconds=900).gaps == []
+
+
+def test_a_silence_across_midnight_is_in_the_first_day_s_summary(tmp_path: Path) -> None:
+    """Day one's rows alone end at its last update; the next update, after midnight, ends the
+    silence (not the stop). Day two's own silence runs to the stop."""
+    plain = b'{"topic":"smd+265598","conid":265598,"conidEx":"265598","31":"271.5"}'
+    midnight = T0 + 14 * 3600 * S
+    _write(tmp_path, [
+        event_frame(midnight - 30 * S, 0, 1, "start", None, {}),
+        event_frame(midnight - 29 * S, 1, 2, "connect", None, {"conn_id": 1}),
+        Frame(midnight - 28 * S, 1, 3, "in", plain),
+        Frame(midnight + 12 * S, 1, 4, "in", plain),
+        event_frame(midnight + 40 * S, 0, 5, "stop", None, {"reason": "signal"}),
+    ])
+    assert summarize(tmp_path, date="2026-04-30", silence_seconds=20).gaps == [
+        Gap("silence", 265598, "2026-05-01T03:59:32Z", "2026-05-01T04:00:12Z", 40.0, "265598")]
+    assert summarize(tmp_path, date="2026-05-01", silence_seconds=20).gaps == [
+        Gap("silence", 265598, "2026-05-01T04:00:12Z", "2026-05-01T04:00:40Z", 28.0, "265598")]
+
+
+def test_the_last_run_killed_is_a_crash_with_no_run_since(tmp_path: Path) -> None:
+    """A kill -9, a power cut or a full disk ends the folder's last run without a stop. The
+    summary said nothing (``gaps: 0``): a crash gap showed only once a later run connected."""
+    aapl = [p for p in real_payloads() if b'"topic":"smd+265598"' in p][:2]
+    _write(tmp_path, [
+        event_frame(T0, 0, 1, "start", None, {}),
+        event_frame(T0 + 1 * S, 1, 2, "connect", None, {"conn_id": 1}),
+        Frame(T0 + 2 * S, 1, 3, "in", aapl[0]),
+        Frame(T0 + 4 * S, 1, 4, "in", aapl[1]),
+    ])
+    s = summarize(tmp_path, silence_seconds=60)
+    assert s.gaps == [Gap("crash", None, "2026-04-30T14:00:04Z", None, None)]
+    assert to_text(s).splitlines()[-1] == (
+        "    crash      socket           2026-04-30T14:00:04Z .. ?  (no run since; the run ended "
+        "without stopping: killed, crashed or a power cut)")
+
+
+def test_a_recording_running_now_is_no_crash(tmp_path: Path) -> None:
+    _write(tmp_path, [
+        event_frame(T0, 0, 1, "start", None, {}),
+        event_frame(T0 + 1 * S, 1, 2, "connect", None, {"conn_id": 1}),
+    ])
+    lock = FolderLock(tmp_path)
+    lock.acquire()  # as the recorder holds it while it runs
+    try:
+        assert summarize(tmp_path).gaps == []
+    finally:
+        lock.release()
+    assert [g.kind for g in summarize(tmp_path).gaps] == ["crash"]  # once it is gone
