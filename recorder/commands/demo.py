@@ -18,7 +18,7 @@ OHLC_SQL = """\
 SELECT conid, time_bucket(INTERVAL 1 minute, recv_ts) AS minute,
        first(last ORDER BY recv_ts) AS open, max(last) AS high,
        min(last) AS low, last(last ORDER BY recv_ts) AS close, count(*) AS updates
-FROM quotes WHERE last IS NOT NULL
+FROM quotes WHERE last IS NOT NULL AND last_is_close IS NOT TRUE
 GROUP BY ALL ORDER BY conid, minute"""
 
 SPREAD_SQL = """\
