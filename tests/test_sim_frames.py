@@ -194,6 +194,21 @@ def test_sor_fill_lifecycle_brings_executions_sent_twice() -> None:
     assert parsed(STR_EMPTY) == real("str")[0]
 
 
+def test_every_fill_has_a_size_and_the_history_is_the_same_each_time() -> None:
+    """A 2-lot order filled as 0 then 2 (``Bot 0 @ …``); and each str subscription got
+    yesterday's executions under new ids, which a real account's history never does."""
+    account = Account("U1234567", 1)
+    quote = Market(1).quote(265598)
+    sizes = []
+    for n in range(200):
+        sizes += [dict(ex.fields)["size"] for ex in account.lifecycle(quote, 1777552533000 + n)[1]]
+    assert min(sizes) >= 1
+    assert (1.0, 1.0) in set(zip(sizes, sizes[1:], strict=False))  # a 2-lot, filled 1 and 1
+    first = [ex.frame(True) for ex in account.backfill(quote, 1777552600000)]
+    again = [ex.frame(True) for ex in account.backfill(quote, 1777553600000)]
+    assert first == again and len(first) == 2
+
+
 def test_spl_and_sbd_shapes() -> None:
     live_spl = real("spl")[0]
     ours = parsed(Account("DU7654321", 1).pnl(0.0))

@@ -61,6 +61,7 @@ class Account:
         self.next_order_id = 912091175 + self.rng.randint(0, 1000)
         self.next_exec = self.rng.randint(0x1000, 0xFFFF)
         self.lifecycles = 0
+        self._history: list[Execution] | None = None  # yesterday's, made once
 
     def _full(
         self,
@@ -200,7 +201,7 @@ class Account:
                 )
             )
             return frames, executions
-        first = qty if qty == 1 else float(int(qty * 0.4))
+        first = qty if qty == 1 else max(1.0, float(int(qty * 0.4)))  # never a fill of 0
         parts = [first] if first == qty else [first, qty - first]
         filled = 0.0
         for n, part in enumerate(parts):
@@ -258,7 +259,13 @@ class Account:
         return Execution(fields, "1.0" if size >= 1 else "0.0")
 
     def backfill(self, quote: Quote, now_ms: int, count: int = 2) -> list[Execution]:
-        """Yesterday's executions, for a ``str`` subscription that asked for history."""
+        """Yesterday's executions, for a ``str`` subscription that asked for history: the
+        same ones to every subscription, as a real account's history is (made at the first)."""
+        if self._history is None:
+            self._history = self._yesterday(quote, now_ms, count)
+        return self._history
+
+    def _yesterday(self, quote: Quote, now_ms: int, count: int) -> list[Execution]:
         day_ago = now_ms - 86_400_000
         out = []
         for i in range(count):
