@@ -70,13 +70,15 @@ def setup_logging(redactor: Redactor, quiet: bool, status: StatusReporter | None
               help="Gateway base URL [default: https://localhost:5000].")
 @click.option("--out", type=click.Path(), help="Output folder [default: data].")
 @click.option("--smd", multiple=True, metavar="CONID[,CONID…]",
-              help="Quotes for these conids (CONID or CONID@EXCH); repeatable.")
+              help="Quotes for these conids (CONID or CONID@EXCH), besides the config's; "
+              "repeatable.")
 @click.option("--fields", multiple=True, metavar="ID[,ID…]",
               help="Field ids for --smd [default: the 17 the README lists].")
 @click.option("--smh", multiple=True, metavar="CONID:PERIOD:BAR[:SOURCE]",
-              help="Historical bars, e.g. 265598:1d:1min:trades; repeatable.")
+              help="Historical bars, e.g. 265598:1d:1min:trades, besides the config's; "
+              "repeatable.")
 @click.option("--sbd", multiple=True, metavar="ACCT:CONID[:EXCH]",
-              help="Depth of book; repeatable.")
+              help="Depth of book, besides the config's; repeatable.")
 @click.option("--orders", is_flag=True, help="Record order updates (sor).")
 @click.option("--trades", is_flag=True, help="Record executions (str).")
 @click.option("--pnl", is_flag=True, help="Record P&L (spl).")
