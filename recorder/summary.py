@@ -178,7 +178,7 @@ def _summarize(con: duckdb.DuckDBPyConnection, root: Path, date: str | None,
     reconnects = sum(o.reconnected and (day is None or o.end_date == day) for o in outages)
     gaps.sort(key=lambda g: (g.start, g.kind))
     return Summary(str(root), date, tables, per_stream, gaps, reconnects,
-                   auth_lost[0] if auth_lost else 0, _journal(root), recorded_dates(root))
+                   auth_lost[0] if auth_lost else 0, journal_state(root), recorded_dates(root))
 
 
 def _silent_to_the_stop(con: duckdb.DuckDBPyConnection, date: str | None,
@@ -321,7 +321,8 @@ def no_data_hint(date: str, days: list[str]) -> str:
             "day in the recording's timezone, not UTC's)")
 
 
-def _journal(root: Path) -> Journal:
+def journal_state(root: Path) -> Journal:
+    """What the folder's journal holds that the tables do not, and whether it is live."""
     folder = root / JOURNAL_DIR
     segments = [segment_path(folder, n) for n in list_segments(folder)]
     size = sum(p.stat().st_size for p in segments if p.exists())

@@ -246,9 +246,17 @@ def test_summary_says_what_the_journal_holds_and_whether_to_recover(tmp_path: Pa
         f"did not stop cleanly; run `recorder recover {killed}` to publish them")
     assert json.loads(run("summary", str(killed), "--json")[1])["journal"] == {
         "segments": 1, "bytes": size, "live": False}
+    day = rows(f"SELECT any_value(date) FROM read_parquet('{live}/raw/*/*.parquet', "
+               "hive_partitioning = true)")[0][0]
+    code, out, err = run_apart("compact", str(killed), "--date", str(day))
+    assert code == 0 and err.splitlines()[-1] == (
+        "note: the journal holds 1 segment(s) left by a run that did not stop cleanly, in no "
+        f"day's files yet: run `recorder recover {killed}`, then compact again")
     run("recover", str(killed))
     code, out = run("summary", str(killed))
     assert code == 0 and "journal" not in out
+    code, out, err = run_apart("compact", str(killed), "--date", str(day))
+    assert code == 0 and "note:" not in err
 
 
 def test_lists_and_maps_come_out_as_json_in_csv_and_as_objects_in_json(tmp_path: Path) -> None:

@@ -400,7 +400,7 @@ def _progress(line: str) -> None:
 def compact(folder: Path, date: str) -> None:
     """Merge a day's rotated files into one sorted file per table, crash-safely."""
     from recorder.compact import compact_day
-    from recorder.summary import no_data_hint
+    from recorder.summary import journal_state, no_data_hint
     from recorder.views import is_recording, recorded_dates
 
     if not is_recording(folder):
@@ -418,6 +418,11 @@ def compact(folder: Path, date: str) -> None:
             click.echo(f"{date}: nothing to compact")
         for table, (files, rows) in sorted(report.tables.items()):
             click.echo(f"{table}: {files} files -> 1 ({rows:,} rows)")
+    held = journal_state(folder)
+    if held.segments and not held.live:  # frames of this day, maybe, in no file yet
+        click.echo(f"note: the journal holds {held.segments} segment(s) left by a run that did "
+                   f"not stop cleanly, in no day's files yet: run `recorder recover {folder}`, "
+                   "then compact again", err=True)
 
 
 @click.command()
