@@ -20,7 +20,6 @@ Rules:
 from __future__ import annotations
 
 import datetime
-import math
 import os
 import re
 import tomllib
@@ -372,10 +371,12 @@ def _checked_sbd(account: str, conid: int, exchange: str, akey: str, ekey: str) 
 def parse_duration(text: str) -> float:
     """``"6.5h"``, ``"90m"``, ``"30s"`` or plain seconds ``"45"`` -> seconds (> 0)."""
     match = _DURATION.fullmatch(text.strip().lower())
-    value = float(match[1]) * _DURATION_UNITS[match[2]] if match else 0.0
-    if not (0 < value < math.inf):
+    if not match:
         raise ConfigError("--duration", f"must look like 6.5h, 90m, 30s or 45, got {text!r}")
-    if value > MAX_DURATION_SECONDS:
+    value = float(match[1]) * _DURATION_UNITS[match[2]]
+    if value <= 0:
+        raise ConfigError("--duration", f"must be more than 0, got {text!r}")
+    if value > MAX_DURATION_SECONDS:  # inf too
         raise ConfigError("--duration", f"must be at most 8784h (a year), got {text!r}")
     return value
 

@@ -163,6 +163,17 @@ def test_parse_duration_refuses(text: str) -> None:
         parse_duration(text)
 
 
+@pytest.mark.parametrize(("text", "why"), [
+    ("0s", "must be more than 0"), ("0", "must be more than 0"),
+    ("1d", "must look like 6.5h, 90m, 30s or 45"),
+    ("9" * 400, "must be at most 8784h (a year)")])
+def test_a_refused_duration_says_why(text: str, why: str) -> None:
+    """``0s`` looks just like ``30s``: being told it must look like that was no help."""
+    with pytest.raises(ConfigError) as refused:
+        parse_duration(text)
+    assert str(refused.value) == f"--duration: {why}, got {text!r}"
+
+
 def test_a_year_is_the_longest_duration() -> None:
     """Longer used to pass, then fail as a traceback when the stop time was shown."""
     assert parse_duration("8784h") == 366 * 24 * 3600
