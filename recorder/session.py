@@ -210,6 +210,10 @@ class GatewayApi:
                             f"{_connect_failure(exc.os_error)}") from exc
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             detail = type(exc).__name__ + (f": {exc}" if str(exc) else "")
+            if (isinstance(exc, aiohttp.ServerDisconnectedError) and not self.answered
+                    and self._base.startswith("http://")):
+                # what a TLS server does with plain http: the Client Portal gateway's default
+                detail += " without an answer (if the gateway uses TLS, use https://)"
             raise RestError(path, None, detail) from exc
         try:
             return orjson.loads(raw) if raw.strip() else None

@@ -221,6 +221,29 @@ def test_https_to_a_gateway_without_tls_says_so(tmp_path: Path) -> None:
     assert "Operation not permitted" not in proc.stderr
 
 
+def test_http_to_a_gateway_with_tls_says_so(tmp_path: Path) -> None:
+    """The other way round: the gateway speaks TLS (its default) and the URL says http. The
+    warning was only "ServerDisconnectedError: Server disconnected"."""
+    out = tmp_path / "data"
+
+    async def main() -> subprocess.CompletedProcess[str]:
+        async with SimGateway(SimOptions(seed=1)) as gw:
+            return await asyncio.to_thread(subprocess.run, [
+                sys.executable, "-m", "recorder", "record", "--gateway",
+                gw.url.replace("https://", "http://"), "--out", str(out), "--smd", "265598",
+                "--duration", "2s", "--quiet"],
+                capture_output=True, text=True, timeout=timeout(30))
+
+    proc = asyncio.run(main())
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    failures = {orjson.loads(detail)["error"] for kind, detail in rows(
+        f"SELECT kind, detail FROM read_parquet('{out}/events/**/*.parquet')")
+        if kind == "rest_error"}
+    assert failures == {"/tickle: ServerDisconnectedError: Server disconnected without an "
+                        "answer (if the gateway uses TLS, use https://)"}
+    assert "use https://" in proc.stderr
+
+
 @pytest.mark.parametrize("given", ["option", "file"])
 def test_a_certificate_that_does_not_verify_at_the_first_contact_is_a_bad_config(
         tmp_path: Path, given: str) -> None:
