@@ -8,7 +8,8 @@ than ``silence_seconds``, or its last row that long before its run's ``stop``),
 else its ``disconnect`` event, to the next ``connect``, to the run's ``stop``, or open-ended;
 a clean stop's own disconnect is no gap) and *crashes* (a run that ended without a stop, from
 its connection's last frame to the next run's ``connect``, or open-ended if it was the last
-run and no recorder holds the folder now).
+run and no recorder holds the folder now) and *waits* (a run that failed to connect, or to find
+its session, before its first ``connect``: from its ``start``).
 A disconnect or crash that spans two trading days is in the summary of each.
 Reconnects: ``connect`` events of the same run that end a disconnect.
 
@@ -60,7 +61,7 @@ class TableSummary:
 
 @dataclass(frozen=True)
 class Gap:
-    kind: str  # "silence", "disconnect" or "crash"
+    kind: str  # "silence", "disconnect", "crash" or "waiting"
     conid: int | None
     start: str
     end: str | None  # None: never reconnected
@@ -208,6 +209,11 @@ def _silent_to_the_stop(con: duckdb.DuckDBPyConnection, date: str | None,
                 stream) for conid, stream, last, end in found]
 
 
+#: Events of a run that could not connect yet: its wait for the gateway is a gap (its
+#: start-up, the second or so before the first connect, is not).
+_FAILURES = ("connect_failed", "rest_error", "auth")
+
+
 @dataclass(frozen=True)
 class _Outage:
     gap: Gap
@@ -233,8 +239,8 @@ def _outages(con: duckdb.DuckDBPyConnection, live: bool) -> list[_Outage]:
         "SELECT kind, epoch_ns(recv_ts), date, "
         "coalesce(try(json_extract_string(detail, '$.stopping')) = 'true', false), "
         "coalesce(try_cast(json_extract_string(detail, '$.conn_id') AS BIGINT), conn_id) "
-        "FROM events WHERE kind IN ('connect', 'disconnect', 'start', 'stop') "
-        "ORDER BY recv_ts, seq").fetchall()
+        "FROM events WHERE kind IN ('connect', 'disconnect', 'start', 'stop', "
+        f"{', '.join(repr(k) for k in _FAILURES)}) ORDER BY recv_ts, seq").fetchall()
     # A lost connection's own account of its gap: from the last frame it received, which for
     # a silent socket is the heartbeat timeout (25 s) before its disconnect event.
     last_frame = dict(con.execute(
@@ -248,6 +254,8 @@ def _outages(con: duckdb.DuckDBPyConnection, live: bool) -> list[_Outage]:
     down: tuple[str, int, dt.date] | None = None  # kind, since, its date
     restarted = False  # a new run started while down: its connect is no reconnect
     up: tuple[int, int, dt.date] | None = None  # the open connection: id, connected, date
+    waiting: tuple[int, dt.date] | None = None  # a run's start, until its first connect
+    failed = False  # and since it, a connect or the session failed: a wait, not a start-up
 
     def end(ts: int | None, date: dt.date | None, reconnected: bool) -> None:
         nonlocal down
@@ -259,10 +267,14 @@ def _outages(con: duckdb.DuckDBPyConnection, live: bool) -> list[_Outage]:
         down = None
 
     for kind, ts, date, stopping, conn_id in events:
-        if kind == "connect":
+        if kind in _FAILURES:
+            failed = failed or waiting is not None
+        elif kind == "connect":
+            if down is None and waiting is not None and failed:
+                down = ("waiting", *waiting)
             if down is not None:
                 end(ts, date, reconnected=not restarted)
-            up = (conn_id, ts, date)
+            up, waiting = (conn_id, ts, date), None
         elif kind == "disconnect":
             if down is None and not stopping:  # a clean stop's own disconnect is no gap
                 since = min(ts, last_frame.get(conn_id) or ts)
@@ -275,12 +287,17 @@ def _outages(con: duckdb.DuckDBPyConnection, live: bool) -> list[_Outage]:
             if up is not None:  # the last run ended with this connection open
                 down = ("crash", *_last_received(con, *up))
             restarted, up = True, None
+            waiting, failed = (ts, date) if down is None else None, False
         elif kind == "stop":
+            if down is None and waiting is not None and failed:
+                down = ("waiting", *waiting)
             if down is not None:  # down to the stop: after it, nothing was asked
                 end(ts, date, reconnected=False)
-            up = None
+            up = waiting = None
     if down is None and up is not None and not live:  # the last run ended without a stop
         down = ("crash", *_last_received(con, *up))
+    if down is None and waiting is not None and failed:  # never connected, not stopped
+        down = ("waiting", *waiting)
     if down is not None:
         end(None, None, reconnected=False)
     return outages
@@ -351,9 +368,12 @@ def to_text(summary: Summary) -> str:
     for g in summary.gaps:
         who = f"conid {g.stream or g.conid}" if g.conid is not None else "socket"
         length = (f"{g.seconds:,.1f} s" if g.seconds is not None else
-                  "not reconnected" if g.kind == "disconnect" else "no run since")
+                  {"disconnect": "not reconnected", "waiting": "never connected"}.get(
+                      g.kind, "no run since"))
         if g.kind == "crash":
             length += "; the run ended without stopping: killed, crashed or a power cut"
+        elif g.kind == "waiting":
+            length += "; from the run's start: the gateway was down or not logged in"
         lines.append(f"    {g.kind:<10} {who:<16} {g.start} .. {g.end or '?'}  ({length})")
     j = summary.journal
     if j.segments:

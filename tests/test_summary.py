@@ -357,3 +357,39 @@ def test_a_recording_running_now_is_no_crash(tmp_path: Path) -> None:
     finally:
         lock.release()
     assert [g.kind for g in summarize(tmp_path).gaps] == ["crash"]  # once it is gone
+
+
+def test_a_run_that_could_not_connect_at_first_waited(tmp_path: Path) -> None:
+    """The gateway not up yet, or a wrong port: the run's first seconds held no connection,
+    and the summary said "gaps: 0". A start-up that connects at once is no gap."""
+    _write(tmp_path, [
+        event_frame(T0, 0, 1, "start", None, {}),
+        event_frame(T0 + 1 * S, 0, 2, "connect_failed", None, {"error": "refused"}),
+        event_frame(T0 + 3 * S, 0, 3, "connect_failed", None, {"error": "refused"}),
+        event_frame(T0 + 12 * S, 1, 4, "connect", None, {"conn_id": 1}),
+        event_frame(T0 + 20 * S, 0, 5, "stop", None, {"reason": "signal"}),
+    ], [  # a run that starts at once: no gap
+        event_frame(T0 + 30 * S, 0, 6, "start", None, {}),
+        event_frame(T0 + 30 * S + S // 5, 2, 7, "connect", None, {"conn_id": 2}),
+        event_frame(T0 + 40 * S, 0, 8, "stop", None, {"reason": "signal"}),
+    ], [  # one that never connected
+        event_frame(T0 + 50 * S, 0, 9, "start", None, {}),
+        event_frame(T0 + 51 * S, 0, 10, "rest_error", None, {"path": "/tickle"}),
+        event_frame(T0 + 60 * S, 0, 11, "stop", None, {"reason": "duration"}),
+    ], [  # and one killed before it ever did
+        event_frame(T0 + 70 * S, 0, 12, "start", None, {}),
+        event_frame(T0 + 71 * S, 0, 13, "auth", None, {"authenticated": False}),
+    ])
+    s = summarize(tmp_path)
+    assert s.gaps == [
+        Gap("waiting", None, "2026-04-30T14:00:00Z", "2026-04-30T14:00:12Z", 12.0),
+        Gap("waiting", None, "2026-04-30T14:00:50Z", "2026-04-30T14:01:00Z", 10.0),
+        Gap("waiting", None, "2026-04-30T14:01:10Z", None, None)]
+    assert s.reconnects == 0
+    assert to_text(s).splitlines()[-3:] == [
+        "    waiting    socket           2026-04-30T14:00:00Z .. 2026-04-30T14:00:12Z  (12.0 s; "
+        "from the run's start: the gateway was down or not logged in)",
+        "    waiting    socket           2026-04-30T14:00:50Z .. 2026-04-30T14:01:00Z  (10.0 s; "
+        "from the run's start: the gateway was down or not logged in)",
+        "    waiting    socket           2026-04-30T14:01:10Z .. ?  (never connected; from the "
+        "run's start: the gateway was down or not logged in)"]
