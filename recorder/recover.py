@@ -42,6 +42,7 @@ from recorder.journal import (
 )
 from recorder.writer import (
     PARTIAL,
+    WRITING,
     PartialFile,
     file_metadata,
     file_name,
@@ -186,11 +187,13 @@ def publish_segment(root: Path, number: int, normalize: Normalize,
 
 
 def remove_partials(root: Path) -> int:
-    """Delete every ``*.parquet.partial`` under the table folders (a killed run's leftovers)."""
+    """Delete every ``*.parquet.partial`` under the table folders (a killed run's leftovers:
+    in ``.writing``, or in the day's folder, where earlier versions wrote them)."""
     removed = 0
-    for path in root.glob(f"*/date=*/*.parquet{PARTIAL}"):
-        path.unlink(missing_ok=True)
-        removed += 1
+    for pattern in (f"*/{WRITING}/*.parquet{PARTIAL}", f"*/date=*/*.parquet{PARTIAL}"):
+        for path in root.glob(pattern):
+            path.unlink(missing_ok=True)
+            removed += 1
     return removed
 
 

@@ -7,8 +7,11 @@ journal segment the rows belong to, so the name of a segment's file is known bef
 
 Rules and invariants:
 - A :class:`PartialFile` is opened only when it gets rows; it is written as
-  ``<name>.parquet.partial`` and becomes ``<name>.parquet`` only through :meth:`publish`,
-  after close and fsync. Nothing ending in ``.parquet`` is ever half-written.
+  ``DIR/<table>/.writing/date=D~<name>.parquet.partial`` and becomes
+  ``DIR/<table>/date=D/<name>.parquet`` only through :meth:`publish` (a rename), after close
+  and fsync. Nothing ending in ``.parquet`` is ever half-written. Files being written are kept
+  out of the ``date=`` folders, which ``recorder compact`` swaps for new ones while a
+  recording runs.
 - Every write is one row group, and its schema must equal the file's: a mismatch raises
   :class:`SchemaMismatch` showing both schemas.
 - Every file's key-value metadata carries the schema version and the recorder version.
@@ -33,6 +36,7 @@ from recorder.journal import Opener, default_opener
 log = logging.getLogger(__name__)
 
 PARTIAL: Final = ".partial"
+WRITING: Final = ".writing"  # in a table's folder: the files being written, as *.partial
 COMPRESSION: Final = "zstd"
 
 
@@ -129,6 +133,16 @@ def split_by_date(table: pa.Table, timezone: str) -> dict[str, pa.Table]:
             for day in sorted(set(distinct_days.to_pylist()))}
 
 
+def partial_path_of(final_path: Path) -> Path:
+    """Where the file that becomes ``final_path`` is written: for a day's folder, its table's
+    ``.writing`` folder, under a name that keeps the day; beside it in any other folder (a
+    compaction's staging folder, which the compaction alone uses)."""
+    folder = final_path.parent
+    if not folder.name.startswith("date="):
+        return final_path.with_name(final_path.name + PARTIAL)
+    return folder.parent / WRITING / f"{folder.name}~{final_path.name}{PARTIAL}"
+
+
 class PartialFile:
     """A Parquet file being written as ``*.partial``; :meth:`publish` makes it visible."""
 
@@ -136,7 +150,7 @@ class PartialFile:
                  opener: Opener = default_opener,
                  metadata: dict[bytes, bytes] | None = None) -> None:
         self.final_path = final_path
-        self.partial_path = final_path.with_name(final_path.name + PARTIAL)
+        self.partial_path = partial_path_of(final_path)
         self.schema = schema
         self._metadata = metadata
         self._opener = opener
@@ -155,7 +169,7 @@ class PartialFile:
         if self.closed:
             raise ValueError(f"{self.partial_path} is already closed")
         if self._writer is None:
-            self.final_path.parent.mkdir(parents=True, exist_ok=True)
+            self.partial_path.parent.mkdir(parents=True, exist_ok=True)
             meta = self._metadata if self._metadata is not None else file_metadata()
             self._file = self._opener(self.partial_path, "wb")
             self._writer = pq.ParquetWriter(
@@ -180,7 +194,9 @@ class PartialFile:
         return True
 
     def publish(self) -> None:
-        """Rename the finished partial file to its final name (fsync the folder after)."""
+        """Rename the finished partial file to its final name (fsync the folder, and its
+        parent, after: the folder may be new)."""
+        self.final_path.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.partial_path, self.final_path)
 
     def abort(self) -> None:

@@ -405,3 +405,23 @@ def test_rows_that_cannot_be_read_leave_no_staging_folder(tmp_path: Path) -> Non
         compact_day(root, DAY)
     assert published(root) == before
     assert not list(root.glob("*/.compact-*"))
+
+
+def test_a_recording_s_open_files_outlive_a_compaction_of_its_day(tmp_path: Path) -> None:
+    """``recorder compact`` of today while ``record`` runs. The files being written used to
+    sit, as ``*.partial``, in the day's folder, which the compaction swaps out and deletes:
+    the next rotation could not publish them, and rebuilt the whole segment from the journal
+    on the writer's thread, journaling nothing meanwhile (a kill -9 then lost seconds)."""
+    frames = real_frames(600)
+    root = tmp_path / "data"
+    record(root, frames[:400], per_segment=200)
+    pipe = Pipeline(root, timezone=TZ, clock=lambda: T0, min_flush_rows=1,
+                    normalize_every_frames=1)
+    pipe.write(frames[400:])
+    pipe.flush()  # their rows are in open files by now
+    assert list(root.glob("**/*.parquet.partial"))
+    compact_day(root, DAY)
+    pipe.close()  # publishes them, from the files, not the journal
+    assert pipe.stats().last_error is None
+    assert raw_seqs(root) == [f.seq for f in frames]
+    assert not list(root.glob("**/*.partial"))

@@ -96,9 +96,13 @@ def test_kill_in_the_middle_of_a_rotation(tmp_path: Path) -> None:
     segment.write_bytes(saved)
     lost = next((tmp_path / "market_data").glob("*/*.parquet"))
     lost.unlink()
+    (tmp_path / "raw" / ".writing").mkdir(exist_ok=True)
+    (tmp_path / "raw" / ".writing" / "date=2026-04-30~raw-100000-1.parquet.partial").write_bytes(
+        b"x")
+    # and one where earlier versions wrote them
     (tmp_path / "raw" / "date=2026-04-30" / "raw-100000-1.parquet.partial").write_bytes(b"x")
     report = recover_dir(tmp_path)
-    assert (report.files, report.partials_removed) == (1, 1)
+    assert (report.files, report.partials_removed) == (1, 2)
     assert lost.exists()
     want = {t: v.num_rows for t, v in normalize(frames).items()}
     assert counts(tmp_path, list(want)) == want

@@ -48,10 +48,12 @@ def table(ts: list[int], first_seq: int = 1) -> pa.Table:
 def test_file_is_invisible_until_published(tmp_path: Path) -> None:
     final = partition_dir(tmp_path, "raw", "2026-04-30") / file_name("raw", "100000", 7)
     part = PartialFile(final, SCHEMA, metadata=META)
-    assert not final.parent.exists()  # nothing is created before rows arrive
+    assert not (tmp_path / "raw").exists()  # nothing is created before rows arrive
     part.write(table([MIDNIGHT_NY, MIDNIGHT_NY + 1]))
     part.write(table([MIDNIGHT_NY + 2], first_seq=3))
-    assert sorted(p.name for p in final.parent.iterdir()) == ["raw-100000-7.parquet.partial"]
+    # written in the table's .writing folder, out of the day's (which compact swaps)
+    assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")] == [
+        "raw", "raw/.writing", "raw/.writing/date=2026-04-30~raw-100000-7.parquet.partial"]
     with pytest.raises(duckdb.IOException, match="No files found"):
         rows(f"SELECT count(*) FROM read_parquet('{tmp_path}/**/*.parquet')")
     assert part.finish()
