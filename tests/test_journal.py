@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from recorder.frames import Frame
 from recorder.journal import (
     Segment,
+    SegmentReader,
     encode_batch,
     list_segments,
     next_segment_number,
@@ -35,6 +36,24 @@ def test_batches_read_back_exactly_in_order(tmp_path: Path) -> None:
     assert got.frames == frames + events
     assert (got.number, got.created_ns, got.timezone, got.torn_bytes) == (
         7, 1_234, "America/New_York", 0)
+
+
+def test_a_segment_is_read_a_batch_at_a_time(tmp_path: Path) -> None:
+    """Recovery reads a segment in batches, so a big one costs its bytes, not all its frames
+    at once (a reviewer measured 3x the segment's size: 1.8 GB for 608 MB). Records are whole
+    in a batch; the counts are whole once the batches are."""
+    frames = real_frames(1_000)
+    seg = Segment.create(tmp_path, 3, 1_234, "UTC")
+    for start in range(0, 1_000, 30):
+        seg.append(frames[start : start + 30])
+    seg.close()
+    with open(seg.path, "ab") as file:
+        file.write(b"torn")
+    reader = SegmentReader(seg.path)
+    batches = list(reader.batches(100))
+    assert [len(b) for b in batches] == [120] * 8 + [40]  # records of 30 until 100 or more
+    assert [f for b in batches for f in b] == frames
+    assert (reader.frames, reader.torn_bytes, reader.damaged_bytes) == (1_000, 4, 0)
 
 
 def test_one_write_per_batch(tmp_path: Path) -> None:
