@@ -6,11 +6,11 @@ frames. Gaps: *silences* (two consecutive ``market_data`` rows of a stream furth
 than ``silence_seconds``, or its last row that long before its run's ``stop``),
 *disconnects* (from the last frame a lost connection received, as its ``gap`` event says, or
 else its ``disconnect`` event, to the next ``connect``, to the run's ``stop``, or open-ended;
-a clean stop's own disconnect is no gap) and *crashes* (a run that ended without a stop, from
+a clean stop's own disconnect is no gap), *crashes* (a run that ended without a stop, from
 its connection's last frame to the next run's ``connect``, or open-ended if it was the last
 run and no recorder holds the folder now) and *waits* (a run that failed to connect, or to find
-its session, before its first ``connect``: from its ``start``).
-A disconnect or crash that spans two trading days is in the summary of each.
+its session, before its first ``connect``: from its ``start``). A disconnect, crash or wait
+that spans two trading days is in the summary of each.
 Reconnects: ``connect`` events of the same run that end a disconnect.
 
 Times are UTC ISO-8601 strings. :func:`to_dict` is the ``--json`` form; :func:`to_text` the
