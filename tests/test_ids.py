@@ -41,7 +41,7 @@ def test_the_newest_segment_holds_the_last_ids_whatever_its_date(tmp_path: Path)
     frames = real_frames(300)
     _run(tmp_path, frames[:200], first_seq=1, conn_id=4, shift_ns=DAY_NS)
     second = _run(tmp_path, frames[200:], first_seq=202, conn_id=5)
-    dates = sorted(p.name for p in (tmp_path / "raw").iterdir())
+    dates = sorted(p.name for p in (tmp_path / "raw").glob("date=*"))
     assert dates == ["date=2026-04-30", "date=2026-05-01"]
     assert second[-1].direction == "event"  # the highest seq is in events alone
     assert last_ids(tmp_path) == LastIds(second[-1].seq, 5) == LastIds(302, 5)
