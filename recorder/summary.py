@@ -172,14 +172,15 @@ def _summarize(con: duckdb.DuckDBPyConnection, root: Path, date: str | None,
     and_kind = "AND" if where else "WHERE"
     auth_lost = con.execute(f"SELECT count(*) FROM events {where} {and_kind} kind = 'auth_lost'",
                             params).fetchone()
-    outages = _outages(con, live=FolderLock(root).held_elsewhere())
+    journal = journal_state(root)
+    outages = _outages(con, live=journal.live)
     # an outage is the day's if any of it is: one across midnight shows on both days, whole
     day = dt.date.fromisoformat(date) if date else None
     gaps += [o.gap for o in outages if day is None or o.spans(day)]
     reconnects = sum(o.reconnected and (day is None or o.end_date == day) for o in outages)
     gaps.sort(key=lambda g: (g.start, g.kind))
     return Summary(str(root), date, tables, per_stream, gaps, reconnects,
-                   auth_lost[0] if auth_lost else 0, journal_state(root), recorded_dates(root))
+                   auth_lost[0] if auth_lost else 0, journal, recorded_dates(root))
 
 
 def _silent_to_the_stop(con: duckdb.DuckDBPyConnection, date: str | None,
