@@ -113,13 +113,11 @@ class SmhScheduler:
         topic = f"smh+{conid}"
         detail: dict[str, object] = {"server_id": server_id}
         late = self._waited_for(conid, now)
-        slot = None if late else next(
-            (s for s in self._open if self._requests[s.index].conid == conid), None)
-        if late:
+        slot = next((s for s in self._open if self._requests[s.index].conid == conid), None)
+        if late:  # taken for the late request: the open one, if any, stays open
             until = late.pop(0)
-            mine = next((s for s in self._open if self._requests[s.index].conid == conid), None)
-            if mine is not None:
-                self._open[self._open.index(mine)] = replace(mine, late_until=until)
+            if slot is not None:
+                self._open[self._open.index(slot)] = replace(slot, late_until=until)
             detail["matched"], detail["late"] = False, True
         elif slot is None:
             detail["matched"] = False
