@@ -301,7 +301,7 @@ def _session(t: Table) -> SessionConfig:
             f"must be below 900 (IBKR ends smd streams after 15 minutes), got {refresh:g}",
         )
     _at_least(t, "smd_refresh_seconds", refresh, 60,
-              "each refresh re-sends every smd subscription to the gateway")
+              "each refresh subscribes every smd anew (umd, then smd)")
     slots = t.integer("smh_max_concurrent", d.smh_max_concurrent)
     if not 1 <= slots <= 5:
         raise ConfigError(

@@ -391,6 +391,18 @@ def _rest(status: int) -> Inject:
     return inject
 
 
+SMD_EXPIRY = 1.0  # s: the simulator's smd streams end this long after they are subscribed
+
+
+async def _outlive_smd_expiry(ctx: Context) -> None:
+    await asyncio.sleep(SMD_EXPIRY * 3.5)
+
+
+def _check_smd_refreshed(ctx: Context, tables: Tables) -> list[str]:
+    refreshes = tables.kinds().count("smd_refresh")
+    return [] if refreshes >= 3 else [f"{refreshes} smd refresh(es) in several expiry periods"]
+
+
 async def _rotate(ctx: Context) -> None:
     ctx.notes["old_cafile"] = ctx.gw.cafile
     ctx.gw.rotate_certificate()
@@ -495,6 +507,10 @@ FAULTS: tuple[Fault, ...] = (
           session={"tickle_seconds": 0.5}),
     Fault("rest-500", "REST answers 500 twice", _rest(500), False, _check_rest(500),
           session={"tickle_seconds": 0.5}),
+    Fault("smd-expiry", f"smd streams end silently {SMD_EXPIRY:g} s after each subscribe, and "
+          "a re-send does not renew them", _outlive_smd_expiry, False, _check_smd_refreshed,
+          session={"smd_refresh_seconds": SMD_EXPIRY * 0.6},
+          sim={"smd_expiry_seconds": SMD_EXPIRY}),
     Fault("cert-rotated", "a new TLS certificate between connections (loopback, no cafile)",
           _rotate, True, _check_rotate, pin_cafile=False),
 )

@@ -14,8 +14,13 @@ Rules:
 - Subscriptions never survive a reconnect (the gateway forgets them). Every new authenticated
   connection gets every subscription again, from :meth:`SubscriptionBook.on_authenticated`;
   :meth:`SubscriptionBook.on_disconnected` forgets what was active.
-- IBKR ends an smd stream after 15 minutes, so every smd is re-sent ``smd_refresh_seconds``
-  after it was last sent on this connection (a new connection restarts the clock).
+- IBKR ends an smd stream 15 minutes after it was subscribed, silently: no frame says so,
+  and the socket, ``hb`` and ``tic`` stay healthy. So ``smd_refresh_seconds`` after it was
+  last sent on this connection (a new connection restarts the clock) every smd is sent again,
+  as ``umd`` then ``smd``: a plain re-send of ``smd`` to a subscription the gateway still
+  holds only adds fields, and neither restarts its clock nor revives a stream that ended.
+  (A public client reports both, and that IBKR advised the ``umd`` first; the new
+  subscription costs a snapshot per conid per refresh.)
 - A conid named in several smd groups is subscribed once, with the union of their fields
   (re-sending smd with more fields only adds fields, so one message per conid is the truth).
 - JSON in messages is compact and deterministic: the same config gives the same bytes.
@@ -108,7 +113,8 @@ class SubscriptionBook:
         return actions
 
     def poll(self, now: float) -> list[Action]:
-        """Re-send every smd whose refresh is due (each Send, then a Note ``smd_refresh``)."""
+        """Subscribe anew every smd whose refresh is due: per topic Send ``umd``, Send ``smd``,
+        then a Note ``smd_refresh``."""
         if not self._connected:
             return []
         actions: list[Action] = []
@@ -116,6 +122,7 @@ class SubscriptionBook:
             sent_at = self._smd_sent_at[topic.name]
             if now - sent_at >= self._refresh_seconds:
                 actions += [
+                    Send(topic.unsubscribe),
                     Send(topic.subscribe),
                     Note("smd_refresh", topic.name, {"age_seconds": round(now - sent_at, 3)}),
                 ]

@@ -94,9 +94,12 @@ def _smd_arrivals(gw: SimGateway) -> list[int]:
 
 
 def test_smd_refresh_outlives_expiry_and_its_absence_does_not(tmp_path: Path) -> None:
+    """The sim's streams end silently at expiry, and a plain re-send neither renews nor
+    revives them (as real gateways, by a public client's report): the refresh's umd then smd
+    must keep quotes flowing."""
     expiry = 1.0
 
-    async def run(refresh: float, out: Path) -> tuple[int, int]:
+    async def run(refresh: float, out: Path) -> tuple[list[bytes], int]:
         async with SimGateway(SimOptions(seed=3, hb_interval=0.5, update_interval=0.1,
                                          smd_expiry_seconds=expiry)) as gw:
             config = make_config(gw, out, smd=("265598",), smd_refresh_seconds=refresh)
@@ -105,21 +108,21 @@ def test_smd_refresh_outlives_expiry_and_its_absence_does_not(tmp_path: Path) ->
             async def scenario(rec: Recorder) -> None:
                 await gw.wait_for(lambda: gw.stats.smd_subscribes >= 1, timeout(10))
                 await asyncio.sleep(expiry * 3.5)  # several expiry periods, on the sim's clock
-                start = asyncio.get_running_loop().time()
                 count0 = len(_smd_arrivals(gw))
                 await asyncio.sleep(expiry * 1.5)
                 tail.append(len(_smd_arrivals(gw)) - count0)
-                del start
 
             await record_while(config, scenario)
-            return gw.stats.smd_subscribes, tail[0]
+            return [f.payload[:4] for f in gw.received if f.payload[1:3] == b"md"], tail[0]
 
     async def main() -> None:
-        subscribes, flowing = await run(refresh=expiry * 0.6, out=tmp_path / "refresh")
-        assert subscribes >= 4, "the refresh re-sent smd several times"
+        sent, flowing = await run(refresh=expiry * 0.6, out=tmp_path / "refresh")
+        refreshes = len(sent) // 2 - 1  # less the first smd and the stop's umd
+        assert refreshes >= 3 and sent == [b"smd+"] + [b"umd+", b"smd+"] * refreshes \
+            + [b"umd+"], "each refresh is umd, then smd"
         assert flowing > 0, "quotes still flow after several expiry periods"
-        subscribes, flowing = await run(refresh=899.0, out=tmp_path / "norefresh")
-        assert subscribes == 1
+        sent, flowing = await run(refresh=899.0, out=tmp_path / "norefresh")
+        assert sent == [b"smd+", b"umd+"]
         assert flowing == 0, "without refresh the stream ends at expiry"
 
     asyncio.run(main())

@@ -130,10 +130,11 @@ def test_smd_snapshot_twice_then_deltas_and_server_ids_survive_reconnect() -> No
     asyncio.run(main())
 
 
-def test_smd_stream_expires_unless_resent() -> None:
+def test_smd_stream_expires_unless_resent_where_a_resend_renews() -> None:
     async def main() -> None:
         async with (
-            SimGateway(fast(hb_interval=NO_HB, smd_expiry_seconds=0.4)) as gw,
+            SimGateway(fast(hb_interval=NO_HB, smd_expiry_seconds=0.4,
+                            smd_resend_renews=True)) as gw,
             open_ws(gw) as ws,
         ):
             await login(ws)
@@ -147,6 +148,38 @@ def test_smd_stream_expires_unless_resent() -> None:
             count = len(gw.sent)
             await asyncio.sleep(0.2)
             assert all(not (f.topic or "").startswith("smd") for f in gw.sent[count:])
+
+    asyncio.run(main())
+
+
+def _smd_sent(gw: SimGateway) -> int:
+    return sum((f.topic or "").startswith("smd") for f in gw.sent)
+
+
+def test_smd_resend_neither_renews_nor_revives_but_umd_then_smd_does() -> None:
+    async def main() -> None:
+        async with (
+            SimGateway(fast(hb_interval=NO_HB, smd_expiry_seconds=0.4)) as gw,
+            open_ws(gw) as ws,
+        ):
+            await login(ws)
+            await ws.send('smd+265598+{"fields":["31"]}')
+            await gw.wait_for(lambda: gw.subscriptions() == {"smd+265598"}, T)
+            await asyncio.sleep(0.2)
+            await ws.send('smd+265598+{"fields":["31","84"]}')  # adds a field, same clock
+            await gw.wait_for(lambda: gw.subscriptions() == set(), T)
+            assert len(gw.subscriptions()) == 0
+            count = _smd_sent(gw)
+            await ws.send('smd+265598+{"fields":["31"]}')  # on an ended stream: nothing
+            await asyncio.sleep(0.3)
+            assert _smd_sent(gw) == count and gw.subscriptions() == set()
+            await ws.send("umd+265598+{}")
+            await ws.send('smd+265598+{"fields":["31"]}')
+            await gw.wait_for(lambda: gw.subscriptions() == {"smd+265598"}, T)
+            snapshot = [orjson.loads(f.payload) for f in gw.sent[-2:]]
+            assert [sorted(k for k in f if k.isdigit() and k != "6119") for f in snapshot] \
+                == [["31"], ["31"]], "umd forgot the fields the old subscription had"
+            await gw.wait_for(lambda: _smd_sent(gw) > count + 2, T)  # and it streams again
 
     asyncio.run(main())
 

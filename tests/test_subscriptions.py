@@ -58,9 +58,11 @@ def test_smd_refresh_schedule_and_reconnects() -> None:
     assert book.next_deadline() == 550.0
     assert book.poll(549.9) == []
     refresh = book.poll(550.0)
-    assert refresh == [
-        Send('smd+1+{"fields":["31"]}'), Note("smd_refresh", "smd+1", {"age_seconds": 540.0}),
-        Send('smd+2+{"fields":["31"]}'), Note("smd_refresh", "smd+2", {"age_seconds": 540.0}),
+    assert refresh == [  # umd first: a plain re-send does not renew a stream (sim docstring)
+        Send("umd+1+{}"), Send('smd+1+{"fields":["31"]}'),
+        Note("smd_refresh", "smd+1", {"age_seconds": 540.0}),
+        Send("umd+2+{}"), Send('smd+2+{"fields":["31"]}'),
+        Note("smd_refresh", "smd+2", {"age_seconds": 540.0}),
     ]
     assert book.next_deadline() == 1090.0
     book.on_disconnected()
@@ -69,16 +71,16 @@ def test_smd_refresh_schedule_and_reconnects() -> None:
     assert book.poll(1090.0) == []
     # a reconnect subscribes again and restarts the refresh clock from then
     again = book.on_authenticated(1200.0)
-    assert [a for a in again if isinstance(a, Send)] == refresh[0::2]
+    assert [a for a in again if isinstance(a, Send)] == [refresh[1], refresh[4]]
     assert book.next_deadline() == 1740.0
     assert book.poll(1739.0) == []
-    assert len(book.poll(1740.0)) == 4
+    assert len(book.poll(1740.0)) == 6
 
 
 def test_a_late_poll_refreshes_once() -> None:
     book = SubscriptionBook(Config(smd=(SmdGroup(("1",)),)))
     book.on_authenticated(0.0)
-    assert len(book.poll(5000.0)) == 2
+    assert len(book.poll(5000.0)) == 3  # umd, smd, note
     assert book.poll(5000.0) == []
     assert book.next_deadline() == 5540.0
 

@@ -84,7 +84,12 @@ def _every_for(
     show_default=True,
     type=float,
     callback=_positive,
-    help="Seconds after which an smd stream ends unless re-sent.",
+    help="Seconds after which an smd stream ends silently unless umd then smd renew it.",
+)
+@click.option(
+    "--smd-resend-renews",
+    is_flag=True,
+    help="A plain re-send of smd also renews a stream (by default only umd then smd does).",
 )
 @click.option(
     "--smh-over-limit",
@@ -202,6 +207,7 @@ def sim(**kw: Any) -> None:
             record_traffic=False,
             account=kw["account"],
             login_burst=kw["login_burst"],
+            smd_resend_renews=kw["smd_resend_renews"],
         ).validate()
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None

@@ -26,6 +26,7 @@ class SmdSub:
     server_id: str
     expires_at: float  # monotonic seconds
     last: dict[str, FieldValue] = field(default_factory=dict)
+    expired: bool = False  # ended by the gateway, silently, and still counted as subscribed
 
     def snapshot(self, quote: Quote, updated_ms: int) -> tuple[bytes, bytes]:
         """The two snapshot frames (same values, two key orders); remembers what was sent."""

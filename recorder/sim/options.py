@@ -30,6 +30,11 @@ class SimOptions:
     ``login_burst`` is which logged-in sockets get the ``system``, ``act`` and ``sts`` frames:
     every one, the first of each session only (what real gateways were seen to do: the
     sockets after it got none, and streamed all the same; behaviours §1, §18), or none.
+    An smd stream ends silently ``smd_expiry_seconds`` after it was subscribed (IBKR: 15
+    minutes) and stays on the gateway's books. Re-sending its ``smd`` adds fields but, unless
+    ``smd_resend_renews``, neither restarts that clock nor revives an ended stream: ``umd``
+    then ``smd`` does. That is what a public client reports of real gateways since April 2026,
+    and what IBKR advised it.
     """
 
     seed: int = 1
@@ -48,6 +53,7 @@ class SimOptions:
     orders_every_ticks: int = 20  # an order lifecycle on sor every N update ticks (0: never)
     bulletin_every_ticks: int = 120  # a blt to every socket every N update ticks (0: never)
     login_burst: LoginBurst = "always"
+    smd_resend_renews: bool = False
 
     def validate(self) -> SimOptions:
         """Return ``self`` if every value is possible, else raise ``ValueError`` naming it."""

@@ -14,7 +14,7 @@ Invariants:
   the sync ones schedule their sends on tasks the gateway keeps and cancels on stop.
 
 ``subscriptions()`` names what is subscribed on open sockets: ``smd+<conidEx>`` (e.g.
-``smd+265598``, ``smd+8314@NYSE``), ``smh+<conid>`` per held smh slot,
+``smd+265598``, ``smd+8314@NYSE``; not once expired), ``smh+<conid>`` per held smh slot,
 ``sbd+<ACCT>+<CONID>[+<EXCH>]``, and ``sor``, ``str``, ``spl``.
 """
 
@@ -182,9 +182,11 @@ class SimGateway(WebsocketSide):
         }
         self.market.step(conids)
         for conn in live:
-            for key, sub in list(conn.smd.items()):
+            for sub in conn.smd.values():
+                if sub.expired:
+                    continue
                 if mono >= sub.expires_at:
-                    del conn.smd[key]  # IBKR ends the stream silently
+                    sub.expired = True  # IBKR ends the stream silently, and keeps it on its books
                     continue
                 frame = sub.delta(self.market.quote(sub.conid), updated_ms)
                 if frame is not None:
@@ -231,7 +233,7 @@ class SimGateway(WebsocketSide):
         for conn in self.conns.values():
             if conn.closed:
                 continue
-            out.update(f"smd+{k}" for k in conn.smd)
+            out.update(f"smd+{k}" for k, sub in conn.smd.items() if not sub.expired)
             out.update(f"smh+{conid}" for conid in conn.smh.values())
             out.update(conn.sbd)
             out.update(conn.streams)

@@ -209,20 +209,21 @@ class WebsocketSide(GatewayCore):
             pass
 
     async def _smd(self, conn: Conn, cmd: Smd) -> None:
+        """Subscribe, or re-send to a subscription: that adds fields and sends the snapshot
+        again, but unless ``smd_resend_renews`` it neither restarts the stream's expiry clock
+        nor revives a stream that expired (only ``umd`` then ``smd`` does)."""
         self.stats.smd_subscribes += 1
         old = conn.smd.get(cmd.conid_ex)
-        fields = (
-            cmd.fields
-            if old is None
-            else old.fields + tuple(f for f in cmd.fields if f not in old.fields)
-        )
-        sub = SmdSub(
-            cmd.conid,
-            cmd.conid_ex,
-            fields,
-            self.next_server_id(),
-            time.monotonic() + self.options.smd_expiry_seconds,
-        )
+        fields = cmd.fields
+        expires_at = time.monotonic() + self.options.smd_expiry_seconds
+        if old is not None:
+            fields = old.fields + tuple(f for f in cmd.fields if f not in old.fields)
+            if not self.options.smd_resend_renews:
+                if old.expired:
+                    old.fields = fields
+                    return
+                expires_at = old.expires_at
+        sub = SmdSub(cmd.conid, cmd.conid_ex, fields, self.next_server_id(), expires_at)
         conn.smd[cmd.conid_ex] = sub
         first, second = sub.snapshot(self.market.quote(cmd.conid), self.updated_now_ms())
         await self.send(conn, first, f"smd+{cmd.conid}")
