@@ -15,6 +15,9 @@ has published whatever a killed run left (the journal then holds nothing unpubli
   of the highest segment hold the newest frames, whatever ``date=`` partition they are in
   (a changed ``output.timezone`` or a clock set back cannot hide them). Only their Parquet
   footers are read: the column statistics give the maxima.
+- ``compact`` may run meanwhile (it does not wait for a recorder): a day folder swapped between
+  the listing and the read makes a file vanish. The compacted file keeps the newest segment
+  number in its name, so the scan simply starts over.
 
 Folders recorded before ids continued have ``seq`` starting again at 1 in each run; their rows
 are still told apart by ``(recv_ts, seq)``.
@@ -30,6 +33,7 @@ import pyarrow.parquet as pq
 from recorder.writer import segment_of
 
 ID_TABLES: Final = ("raw", "events")
+SCAN_ATTEMPTS: Final = 5  # a compaction swaps each table's folder once
 
 
 class Counters:
@@ -54,6 +58,16 @@ class LastIds(NamedTuple):
 def last_ids(root: Path) -> LastIds:
     """The highest ``seq`` and ``conn_id`` published in ``root`` (zeros for a new folder).
     Call it after recovery, with the folder's lock held."""
+    for attempt in range(1, SCAN_ATTEMPTS + 1):
+        try:
+            return _scan(root)
+        except FileNotFoundError:
+            if attempt == SCAN_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _scan(root: Path) -> LastIds:
     seq = conn_id = 0
     for table in ID_TABLES:
         newest: list[Path] = []

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
+import pytest
 
 from recorder.compact import compact_day
 from recorder.frames import Frame, event_frame
@@ -55,6 +57,28 @@ def test_compacted_files_keep_their_last_segment(tmp_path: Path) -> None:
     names = sorted(p.name for p in (tmp_path / "events").glob("*/*.parquet"))
     assert names == ["events-140000-1-2.parquet"]  # UTC
     assert last_ids(tmp_path) == LastIds(302, 2)
+
+
+def test_a_compaction_swapping_the_folder_mid_scan_is_met_by_scanning_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``compact`` does not wait for a recorder: it may swap today's folder and delete its
+    files after ``last_ids`` listed them and before it read them."""
+    frames = real_frames(300)
+    _run(tmp_path, frames[:150], first_seq=1, conn_id=1)
+    _run(tmp_path, frames[150:], first_seq=152, conn_id=2)
+    read_metadata = pq.read_metadata
+    compactions: list[int] = []
+
+    def compacting_first(path: Path, *args: Any, **kwargs: Any) -> Any:
+        if not compactions:
+            compactions.append(len(compact_day(tmp_path, "2026-04-30").tables))
+        return read_metadata(path, *args, **kwargs)
+
+    monkeypatch.setattr(pq, "read_metadata", compacting_first)
+    assert last_ids(tmp_path) == LastIds(302, 2)
+    assert compactions and compactions[0] > 0
+    names = sorted(p.name for p in (tmp_path / "events").glob("*/*.parquet"))
+    assert names == ["events-140000-1-2.parquet"]  # the files it listed first are gone
 
 
 def test_files_without_statistics_are_read_for_their_ids(tmp_path: Path) -> None:
