@@ -18,7 +18,8 @@ def test_smh_real_answer_without_t() -> None:
     assert set(out) == {"bars", "raw"}
     head = {"recv_ts": T0 + 3000, "seq": 3, "conid": 265598, "server_id": "588547",
             "symbol": "AAPL", "bar_time": None, "volume": None, "bar": "1min",
-            "period": "1min", "source": "trades"}  # fmt: skip
+            "period": "1min", "source": "trades", "price_factor": 100, "volume_factor": 100,
+            "outside_rth": False}  # fmt: skip
     assert rows(out, "bars") == [
         {**head, "open": 254.91, "high": 254.94, "low": 254.82, "close": 254.91},
         {**head, "open": 254.9, "high": 254.95, "low": 254.9, "close": 254.9},
@@ -38,7 +39,8 @@ def test_smh_with_t_and_v() -> None:
     ]
     out = normalize([frame(json.dumps(answer), 1)])
     head = {"recv_ts": T0 + 1000, "seq": 1, "conid": 265598, "server_id": "588547",
-            "symbol": "AAPL", "bar": None, "period": None, "source": None}  # fmt: skip
+            "symbol": "AAPL", "bar": None, "period": None, "source": None,
+            "price_factor": 100, "volume_factor": 100, "outside_rth": False}  # fmt: skip
     assert rows(out, "bars") == [
         {**head, "bar_time": 1734973500000, "open": 254.91, "high": 254.94, "low": 254.82,
          "close": 254.91, "volume": 1234.0},
@@ -56,6 +58,7 @@ def test_smh_payload_echo_that_is_not_json_still_gives_the_bars() -> None:
     assert (row["open"], row["high"], row["low"], row["close"], row["volume"]) == (
         1.0, 3.0, 0.5, 2.0, 10.0)
     assert (row["bar"], row["period"], row["source"]) == (None, None, None)
+    assert (row["price_factor"], row["volume_factor"], row["outside_rth"]) == (None, None, None)
 
 
 def test_smh_refusal_is_an_error_event() -> None:

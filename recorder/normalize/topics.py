@@ -77,11 +77,14 @@ def _echo(obj: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
 
 
 def smh_rows(obj: dict[str, Any], topic: str, frame: Frame) -> tuple[str, list[Row]]:
-    """One ``bars`` row per element of ``data``; ``bar_time`` from ``t`` when present."""
+    """One ``bars`` row per element of ``data``; ``bar_time`` from ``t`` when present; the
+    answer's own fields (``serverId``, ``priceFactor``…) on every row."""
     data = _array(obj, "data", topic)
     conid = int64(topic[4:]) if topic[3:4] == "+" else None
     head = (frame.recv_ts_ns, frame.seq, conid, text(obj.get("serverId")), text(obj.get("symbol")))
-    tail = _echo(obj)
+    outside_rth = obj.get("outsideRth")
+    tail = (*_echo(obj), int64(obj.get("priceFactor")), int64(obj.get("volumeFactor")),
+            outside_rth if type(outside_rth) is bool else None)
     rows: list[Row] = []
     for item in data:
         bar: list[Any] = [None] * 5
