@@ -124,8 +124,9 @@ class StopWatch:
 
 def stop_time(seconds: float, timezone: str, now_wall: float) -> str:
     """When a run that stops in ``seconds`` stops, for the log: ``2026-11-23 16:05 EST (in
-    23 h 58 min)``, so an ``--until`` that has passed today (and so means tomorrow) shows."""
-    at = dt.datetime.fromtimestamp(now_wall + seconds, ZoneInfo(timezone))
+    23 h 58 min)``, so an ``--until`` that has passed today (and so means tomorrow) shows. The
+    seconds show when the time is not on a whole minute (``--duration 90s``)."""
+    at = dt.datetime.fromtimestamp(round(now_wall + seconds), ZoneInfo(timezone))
     minutes = round(seconds / 60)
     if seconds < 120:
         span = f"{seconds:.0f} s"
@@ -133,7 +134,8 @@ def stop_time(seconds: float, timezone: str, now_wall: float) -> str:
         span = f"{minutes} min"
     else:
         span = f"{minutes // 60} h {minutes % 60} min"
-    return f"{at:%Y-%m-%d %H:%M %Z} (in {span})"
+    clock = "%H:%M" if at.second == 0 else "%H:%M:%S"
+    return f"{at:%Y-%m-%d {clock} %Z} (in {span})"
 
 
 class OutputUnusable(RuntimeError):

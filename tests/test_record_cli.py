@@ -423,7 +423,8 @@ def test_stop_time_reads_as_a_clock_time_and_a_span() -> None:
     from recorder.runner import stop_time
 
     noon = 1_795_280_400.0  # 2026-11-21 12:00 in New York (EST)
-    assert stop_time(30.0, "America/New_York", noon) == "2026-11-21 12:00 EST (in 30 s)"
+    assert stop_time(30.0, "America/New_York", noon) == "2026-11-21 12:00:30 EST (in 30 s)"
+    assert stop_time(90.4, "America/New_York", noon) == "2026-11-21 12:01:30 EST (in 90 s)"
     assert stop_time(45 * 60, "America/New_York", noon) == "2026-11-21 12:45 EST (in 45 min)"
     assert stop_time(23.5 * 3600, "America/New_York", noon) == (
         "2026-11-22 11:30 EST (in 23 h 30 min)")
