@@ -66,7 +66,7 @@ def test_file_is_invisible_until_published(tmp_path: Path) -> None:
     meta = pq.ParquetFile(final)
     assert meta.metadata.num_row_groups == 2
     kv = meta.schema_arrow.metadata
-    assert kv[b"recorder.schema_version"] == b"2"
+    assert kv[b"recorder.schema_version"] == str(SCHEMA_VERSION).encode()
     assert kv[b"recorder.version"] == __version__.encode()
     assert meta.metadata.row_group(0).column(0).compression == "ZSTD"
 
