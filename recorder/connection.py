@@ -15,6 +15,8 @@ Rules this module keeps (SPEC §5):
   streamed all the same (behaviours §1, §18). An ``sts`` saying ``authenticated: false``
   first rules the ``tic`` answer out. Subscriptions never survive a reconnect, so every new
   connection gets them all again.
+- With ``sor`` subscribed, each logged-in socket also has the day's orders fetched over REST
+  (``/iserver/account/orders``, paced; one request at a time): ``sor`` sends only changes.
 - Receive bytes (``recv(decode=False)``): gateways send text frames holding bytes that are not
   UTF-8, and decoding would drop the connection. Every frame received or sent is handed on,
   byte for byte, with ``time.time_ns()`` taken once when it arrived: to ``put``, which waits
@@ -137,6 +139,7 @@ class Multiplexer:
         self._last_in_seq = 0
         self._putting = False  # the reader waits for storage to take a frame it received
         self._sends_waiting = 0  # sends whose frame waits for storage (reader or ticker)
+        self._listing_orders: asyncio.Task[None] | None = None  # GET /iserver/account/orders
         self.authenticated = False
         self.connects = 0
         self.reconnects = 0
@@ -160,6 +163,15 @@ class Multiplexer:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            listing, self._listing_orders = self._listing_orders, None
+            if listing is not None:
+                listing.cancel()
+                await asyncio.gather(listing, return_exceptions=True)
+
+    async def _run(self) -> None:
         delays = self._fresh_backoff()
         while not self._stopping:
             session_id = await self._wait_ready()
@@ -377,6 +389,8 @@ class Multiplexer:
         """The socket is logged in (``detail`` says how): send every subscription."""
         self.authenticated = self._authenticated_once = True
         self._emit("auth_ok", None, detail)
+        if self._book.orders and (self._listing_orders is None or self._listing_orders.done()):
+            self._listing_orders = asyncio.create_task(self._list_orders(), name="orders")
         await self._execute(ws, self._book.on_authenticated(now))
         await self._execute(ws, self._smh.on_authenticated(now))
         self._wake.set()
@@ -454,6 +468,18 @@ class Multiplexer:
             wait = min(deadlines) - self._clock()
             self._wake.clear()
             await wait_set(self._wake, min(max(wait, 0.01), 1.0))
+
+    async def _list_orders(self) -> None:
+        """The day's orders over REST, beside the ``sor`` subscription (seed 001 advises it):
+        ``sor`` sends only changes, so an order placed before the recording, or changed while
+        no socket was up, would otherwise never be recorded whole. The answer is kept as an
+        ``orders_snapshot`` event, whose orders the normalizer turns into ``orders`` rows."""
+        body = await self._session.day_orders()
+        if body is not None:
+            count = len(body["orders"]) if isinstance(body, dict) and isinstance(
+                body.get("orders"), list) else None
+            self._emit("orders_snapshot", "sor", body)
+            log.info("the gateway lists %s order(s) for the day", "?" if count is None else count)
 
     # -- helpers -----------------------------------------------------------------------------
 

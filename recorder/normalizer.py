@@ -15,7 +15,9 @@ Rules (what lands where):
   ``events`` row of that kind; a topic-less ``{"error":…}`` -> kind ``error``, any other
   topic-less message -> ``message``; an unknown topic (``sld+…``) -> ``other``. The event's
   ``detail`` is the whole message as JSON text (the payload, decoded leniently).
-- ``event`` frames (from :func:`recorder.frames.event_frame`) give one ``events`` row only.
+- ``event`` frames (from :func:`recorder.frames.event_frame`) give one ``events`` row; an
+  ``orders_snapshot`` event (the day's order list, fetched over REST when a socket subscribes
+  ``sor``) also gives one ``orders`` row per order, with ``snapshot`` true.
 - A frame that cannot be read (bad JSON, not an object, a topic frame of the wrong shape) gives an
   ``events`` row of kind ``malformed`` whose ``detail`` holds the error and an excerpt; its
   ``raw`` row is kept. :func:`normalize` never raises for any bytes and never drops a frame.
@@ -47,16 +49,26 @@ import pyarrow.compute as pc
 from recorder.frames import EVENT, IN, OUT, Frame
 from recorder.normalize import sbd_batch, smd_batch
 from recorder.normalize.arrow_json import FastRows
-from recorder.normalize.topics import TOPIC_HANDLERS, NormalizeError, Row, malformed_detail
+from recorder.normalize.topics import (
+    TOPIC_HANDLERS,
+    NormalizeError,
+    Row,
+    malformed_detail,
+    order_list_rows,
+)
 from recorder.schema import TABLES, arrow_schema
 
-__all__ = ["EVENT_KINDS", "NormalizeError", "Rows", "normalize", "normalize_frame", "out_topic"]
+__all__ = ["EVENT_KINDS", "ORDERS_SNAPSHOT", "NormalizeError", "Rows", "normalize",
+           "normalize_frame", "out_topic"]
 
 Rows = dict[str, list[Row]]
 """Rows per table name, each a tuple in the column order of ``arrow_schema(table)``."""
 
 EVENT_KINDS: Final[frozenset[str]] = frozenset({"system", "sts", "act", "blt", "ntf", "tic"})
 """Unsolicited topics that become an ``events`` row of the same kind."""
+
+ORDERS_SNAPSHOT: Final = "orders_snapshot"
+"""The event kind of the day's order list (``/iserver/account/orders``); its orders are rows."""
 
 log = logging.getLogger(__name__)
 _dumps = orjson.dumps
@@ -128,14 +140,16 @@ def _in_rows(obj: Any, frame: Frame) -> tuple[str | None, str, list[Row]]:
     return topic, table, rows
 
 
-def _event_row(frame: Frame) -> Row:
+def _event_rows(frame: Frame) -> Rows:
+    """The ``events`` row of an event frame, and the ``orders`` rows an ``orders_snapshot``
+    event holds."""
     obj = parse_payload(frame.payload)
     if type(obj) is not dict:
         raise NormalizeError("event payload is not a JSON object")
     kind, topic, detail = obj.get("kind"), obj.get("topic"), obj.get("detail")
     if type(kind) is not str or not (topic is None or type(topic) is str):
         raise NormalizeError("event payload needs a string kind and a string or null topic")
-    return (
+    row = (
         frame.recv_ts_ns,
         frame.conn_id,
         frame.seq,
@@ -143,6 +157,11 @@ def _event_row(frame: Frame) -> Row:
         topic,
         None if detail is None else _dumps(detail).decode(),
     )
+    if kind == ORDERS_SNAPSHOT:
+        orders = order_list_rows(detail, frame)
+        if orders:
+            return {"events": [row], "orders": orders}
+    return {"events": [row]}
 
 
 def _malformed_row(frame: Frame, error: str) -> Row:
@@ -173,7 +192,7 @@ def normalize_frame(frame: Frame) -> Rows:
         topic = out_topic(frame.payload)
         return {"raw": [(frame.recv_ts_ns, frame.conn_id, frame.seq, OUT, topic, frame.payload)]}
     if direction == EVENT:
-        return {"events": [_event_row(frame)]}
+        return _event_rows(frame)
     raise NormalizeError(f"unknown direction {direction!r}")
 
 
@@ -224,7 +243,8 @@ def normalize(frames: Sequence[Frame], *, fast_path: bool = True) -> dict[str, p
             try:
                 if direction != EVENT:
                     raise NormalizeError(f"unknown direction {direction!r}")
-                events.append(_event_row(frame))
+                for table, rows in _event_rows(frame).items():
+                    out[table].extend(rows)
             except NormalizeError as exc:
                 events.append(_malformed_row(frame, str(exc)))
             except Exception as exc:  # pragma: no cover - safety net, as above

@@ -423,6 +423,19 @@ class SessionKeeper:
             if await self._sleep_or_recheck(max(0.0, timers.next_deadline() - self._clock())):
                 return
 
+    async def day_orders(self) -> Any:
+        """``GET /iserver/account/orders``: the day's orders, as the gateway answered (None,
+        and a ``rest_error`` event, if it did not). A 401 says the session is gone, as from
+        any other call."""
+        try:
+            return await self._api.request("GET", "/iserver/account/orders")
+        except RestError as exc:
+            self._note_rest_error(exc)
+            log.warning("could not list the day's orders: %s", exc)
+            if exc.status == 401:
+                self.auth_lost("REST 401")
+            return None
+
     def _note_rest_error(self, exc: RestError) -> None:
         self.rest_errors += 1
         self._emit("rest_error", None, {"path": exc.path, "status": exc.status, "error": str(exc)})

@@ -95,6 +95,12 @@ class SubscriptionBook:
         return frozenset(self._active)
 
     @property
+    def orders(self) -> bool:
+        """Whether ``sor`` is subscribed: the day's order list is then fetched over REST too
+        (seed 001: "query all orders for the current day first before subscribing")."""
+        return any(topic.name == "sor" for topic in self._others)
+
+    @property
     def topics(self) -> tuple[Topic, ...]:
         """Every subscription the config asks for, in the order they are sent."""
         return self._smd + self._others

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from recorder.frames import Frame, event_frame
 from recorder.normalizer import NormalizeError, normalize, normalize_frame
 from tests.test_normalizer import T0, frame, one, real, rows
 
@@ -136,7 +137,7 @@ def test_sor_full_snapshot() -> None:
         "side": "BUY", "order_type": "Limit", "price": 1.0, "avg_price": None,
         "total_size": 1.0, "filled_quantity": 0.0, "remaining_quantity": 1.0, "ticker": "AAPL",
         "sec_type": "STK", "time_in_force": "CLOSE", "order_desc": "Buy 1 AAPL Limit 1.00, Day",
-        "last_execution_time": 1777552533000,
+        "last_execution_time": 1777552533000, "snapshot": False,
         "extra": [("cashCcy", "USD"), ("sizeAndFills", "0/1"), ("description1", "AAPL"),
                   ("listingExchange", "NASDAQ.NMS"), ("companyName", "APPLE INC"),
                   ("outsideRTH", "false"), ("origOrderType", "LIMIT"), ("supportsTaxOpt", "1"),
@@ -149,7 +150,7 @@ def test_sor_status_delta_is_mostly_null() -> None:
     row = one(real("sor")[2], "orders")
     assert row == {
         **ORDER_NULLS, "recv_ts": T0, "seq": 0, "account": "U1234567", "order_id": 912091175,
-        "status": "PendingSubmit", "extra": [("fgColor", "#3399CC")],
+        "status": "PendingSubmit", "snapshot": False, "extra": [("fgColor", "#3399CC")],
     }  # fmt: skip
 
 
@@ -190,6 +191,39 @@ def test_sor_wrong_shape_is_the_documented_error() -> None:
         normalize_frame(frame('{"topic":"sor","args":{"acct":"U1"}}'))
     with pytest.raises(NormalizeError, match="element is not an object"):
         normalize_frame(frame('{"topic":"sor","args":[1]}'))
+
+
+def _orders_snapshot(detail: object, seq: int = 7) -> Frame:
+    return event_frame(T0 + 5, 3, seq, "orders_snapshot", "sor", detail)
+
+
+def test_the_day_order_list_gives_its_event_and_a_whole_row_per_order() -> None:
+    """The ``/iserver/account/orders`` answer, kept as an event when a socket subscribes
+    sor: its orders are rows too, marked ``snapshot``, joined to the event by seq."""
+    full = json.loads(real("sor")[0])["args"][0]
+    answer = {"orders": [full, {"acct": "U1234567", "orderId": 5, "status": "Filled"}],
+              "snapshot": True}
+    out = normalize([_orders_snapshot(answer)])
+    assert set(out) == {"events", "orders"}
+    (event,) = rows(out, "events")
+    assert (event["kind"], event["topic"], event["seq"]) == ("orders_snapshot", "sor", 7)
+    assert json.loads(event["detail"]) == answer
+    got = rows(out, "orders")
+    assert got[0] == {**one(real("sor")[0], "orders"), "recv_ts": T0 + 5, "seq": 7,
+                      "snapshot": True}
+    assert got[1] == {**ORDER_NULLS, "recv_ts": T0 + 5, "seq": 7, "account": "U1234567",
+                      "order_id": 5, "status": "Filled", "snapshot": True}
+    assert normalize_frame(_orders_snapshot(answer)) == {
+        "events": [tuple(event.values())], "orders": [tuple(r.values()) for r in got]}
+
+
+@pytest.mark.parametrize("detail", [None, [], {"orders": None}, {"orders": [1, "x"]},
+                                    {"error": "no account"}])
+def test_an_order_list_of_another_shape_keeps_its_event_and_gives_no_rows(
+        detail: object) -> None:
+    out = normalize([_orders_snapshot(detail)])
+    assert set(out) == {"events"}
+    assert rows(out, "events")[0]["kind"] == "orders_snapshot"
 
 
 # --- str -> trades -------------------------------------------------------------------------

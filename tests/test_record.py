@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import pyarrow as pa
 
+import recorder
 from recorder.config import SbdRequest, SmhRequest
 from recorder.frames import Frame
 from recorder.normalizer import normalize
@@ -126,6 +127,50 @@ def test_smd_refresh_outlives_expiry_and_its_absence_does_not(tmp_path: Path) ->
         assert flowing == 0, "without refresh the stream ends at expiry"
 
     asyncio.run(main())
+
+
+def _events(out: Path, kind: str) -> list[object]:
+    con = recorder.open(out)
+    return [orjson.loads(d) for (d,) in con.sql(
+        "SELECT detail FROM events WHERE kind = ? ORDER BY seq", params=[kind]).fetchall()]
+
+
+def test_each_socket_lists_the_day_orders_and_a_failed_list_costs_nothing_else(
+        tmp_path: Path) -> None:
+    """sor sends only changes: every logged-in socket also asks REST for the day's orders
+    (an order resting since before the run has a whole row only there). A list that fails is
+    a rest_error event; the recording goes on, and the next socket asks again."""
+    async def main() -> None:
+        async with SimGateway(SimOptions(seed=5, hb_interval=0.5, update_interval=0.1,
+                                         orders_every_ticks=3)) as gw:
+            config = make_config(gw, tmp_path, smd=("265598",), orders=True)
+
+            async def scenario(rec: Recorder) -> None:
+                await gw.wait_for(lambda: gw.stats.orders_calls == 1, timeout(10))
+                gw.rest_fault(500, 1, "/iserver/account/orders")
+                await gw.drop_connections()
+                await gw.wait_for(lambda: gw.stats.ws_logins == 2 and gw.stats.rest_faults == 1,
+                                  timeout(10))
+                sor = sum(1 for f in gw.sent if f.topic == "sor")
+                await gw.wait_for(lambda: sum(1 for f in gw.sent if f.topic == "sor") > sor,
+                                  timeout(10))
+                await gw.drop_connections()
+                await gw.wait_for(lambda: gw.stats.ws_logins == 3 and gw.stats.orders_calls == 3,
+                                  timeout(10))
+
+            await record_while(config, scenario)
+            assert gw.stats.orders_calls == 3  # once per logged-in socket
+
+    asyncio.run(main())
+    lists = _events(tmp_path, "orders_snapshot")
+    assert len(lists) == 2  # the first socket's and the third's
+    assert all(isinstance(d, dict) and d["snapshot"] is True for d in lists)
+    assert [d["path"] for d in _events(tmp_path, "rest_error")  # type: ignore[index]
+            ] == ["/iserver/account/orders"]
+    con = recorder.open(tmp_path)
+    (later,) = con.sql("SELECT count(*) FROM orders WHERE snapshot AND seq = (SELECT max(seq) "
+                       "FROM events WHERE kind = 'orders_snapshot')").fetchall()[0]
+    assert later == len(lists[1]["orders"]) > len(lists[0]["orders"])  # type: ignore[index]
 
 
 def test_tic_and_tickle_on_schedule(tmp_path: Path) -> None:

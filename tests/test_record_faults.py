@@ -44,6 +44,9 @@ async def survive(
 
         async def scenario(rec: Recorder) -> None:
             await gw.wait_for(lambda: WANTED <= gw.subscriptions(), timeout(10))
+            # the socket's list of the day's orders is answered (the sim counts a call as it
+            # decides its status), so the fault does not meet it
+            await gw.wait_for(lambda: gw.stats.orders_calls >= 1, timeout(10))
             connects = gw.stats.ws_connects
             await fault(gw)
             if expect_reconnect:

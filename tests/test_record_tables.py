@@ -16,6 +16,7 @@ from recorder.config import SbdRequest, SmhRequest
 from recorder.redact import RedactingFilter, Redactor
 from recorder.runner import Recorder
 from recorder.sim import SimGateway, SimOptions
+from recorder.sim.account import RESTING_ORDER_ID
 from tests.recording import make_config, record_while, timeout
 
 
@@ -94,9 +95,29 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[byte
 def test_rows_per_table_equal_what_the_simulator_sent(recording: tuple) -> None:
     out, sent, _, _ = recording
     con = recorder.open(out)
-    got = {t: con.sql(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in expected_rows(sent)}
+    where = {"orders": " WHERE NOT snapshot"}  # the day's order list came over REST
+    got = {t: con.sql(f"SELECT count(*) FROM {t}{where.get(t, '')}").fetchall()[0][0]
+           for t in expected_rows(sent)}
     assert got == expected_rows(sent)
     assert all(n > 0 for n in got.values()), got
+
+
+def test_the_day_order_list_holds_the_order_no_sor_frame_mentions(recording: tuple) -> None:
+    """The simulator's account has an order resting since before it started: sor never
+    mentions it, and the recorder learns it from ``/iserver/account/orders``."""
+    out, sent, _, _ = recording
+    con = recorder.open(out)
+    ((seq, detail),) = con.sql("SELECT seq, detail FROM events WHERE kind = 'orders_snapshot'"
+                               ).fetchall()
+    listed = orjson.loads(detail)["orders"]
+    rows = con.sql("SELECT seq, order_id, status, side, time_in_force, remaining_quantity "
+                   "FROM orders WHERE snapshot ORDER BY order_id").fetchall()
+    assert [r[1] for r in rows] == sorted(o["orderId"] for o in listed)
+    assert {r[0] for r in rows} == {seq}
+    assert (RESTING_ORDER_ID, "Submitted", "BUY", "GTC", 100.0) in [r[1:] for r in rows]
+    in_sor = con.sql(f"SELECT count(*) FROM orders WHERE NOT snapshot AND order_id = "
+                     f"{RESTING_ORDER_ID}").fetchall()
+    assert in_sor == [(0,)] and not any(str(RESTING_ORDER_ID).encode() in p for p in sent)
 
 
 def test_quotes_carry_every_column_forward(recording: tuple) -> None:

@@ -169,15 +169,31 @@ _ORDER_SPEC: Final = {
     "orderDesc": (18, text),
     "lastExecutionTime_r": (19, epoch_ms),
 }
-_ORDER_WIDTH: Final = 21
+_ORDER_WIDTH: Final = 22
+_ORDER_SNAPSHOT: Final = 20  # the ``snapshot`` column
+
+
+def _order_row(item: dict[str, Any], frame: Frame, snapshot: bool) -> Row:
+    row = fill(item, _ORDER_SPEC, _ORDER_WIDTH, frame.recv_ts_ns, frame.seq)
+    return (*row[:_ORDER_SNAPSHOT], snapshot, *row[_ORDER_SNAPSHOT + 1:])
 
 
 def sor_rows(obj: dict[str, Any], topic: str, frame: Frame) -> tuple[str, list[Row]]:
     """One ``orders`` row per element of ``args`` (partial updates give mostly-null rows)."""
     rows: list[Row] = []
     for item in _array(obj, "args", topic):
-        rows.append(fill(item, _ORDER_SPEC, _ORDER_WIDTH, frame.recv_ts_ns, frame.seq))
+        rows.append(_order_row(item, frame, False))
     return "orders", rows
+
+
+def order_list_rows(detail: object, frame: Frame) -> list[Row]:
+    """One ``orders`` row (``snapshot`` true) per order of an ``/iserver/account/orders``
+    answer, the ``detail`` of an ``orders_snapshot`` event; an answer of another shape, or an
+    element that is not an object, gives none (the event keeps the answer whole)."""
+    orders = detail.get("orders") if type(detail) is dict else None
+    if type(orders) is not list:
+        return []
+    return [_order_row(item, frame, True) for item in orders if type(item) is dict]
 
 
 # --- str: trades -------------------------------------------------------------------------

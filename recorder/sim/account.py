@@ -12,6 +12,9 @@ Rules (behaviours.md §7–8 and frames/sor.jsonl, str.jsonl, spl.jsonl):
 - ``spl`` values are JSON numbers under ``"<acct>.Core"``.
 - Depth rows are ``{"row","focus","price"[,"bid"|"ask"]}``; the focus row's price is
   ``"size @ price"``.
+- ``/iserver/account/orders`` lists the day's orders, each at its latest state (every sor row
+  of it merged), after one order placed before the gateway started: a GTC limit buy well
+  under the market, ``Submitted``, that no sor frame ever mentions.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ class Execution:
 
 
 STR_EMPTY = b'{"topic":"str","args":[]}'
+RESTING_ORDER_ID = 912091170  # below every lifecycle's orderId (they start at 912091175)
 
 
 def _sor(row: dict[str, Any]) -> bytes:
@@ -62,6 +66,25 @@ class Account:
         self.next_exec = self.rng.randint(0x1000, 0xFFFF)
         self.lifecycles = 0
         self._history: list[Execution] | None = None  # yesterday's, made once
+        self._orders: dict[int, dict[str, Any]] = {}  # the day's, by orderId, latest state
+        self._resting: dict[str, Any] | None = None  # placed before the gateway started
+
+    def _order_frame(self, row: dict[str, Any]) -> bytes:
+        """An sor frame of ``row``; the order's state in :meth:`day_orders` takes it in."""
+        self._orders.setdefault(row["orderId"], {}).update(row)
+        return _sor(row)
+
+    def day_orders(self, quote: Quote, started_ms: int) -> dict[str, Any]:
+        """The ``/iserver/account/orders`` answer: the order resting since before
+        ``started_ms`` (made from ``quote`` on the first call), then the day's orders."""
+        if self._resting is None:
+            price = f"{quote.bid * 0.9:.2f}"
+            row = self._full(quote, RESTING_ORDER_ID, "BUY", 100.0, price, "Submitted",
+                             "Submitted", "#00F000", started_ms)
+            row["timeInForce"] = "GTC"
+            row["orderDesc"] = row["orderDesc"].replace(", Day", ", GTC")
+            self._resting = row
+        return {"orders": [self._resting, *self._orders.values()], "snapshot": True}
 
     def _full(
         self,
@@ -126,7 +149,7 @@ class Account:
         acct = self.account
         inst = quote.instrument
         frames = [
-            _sor(
+            self._order_frame(
                 self._full(
                     quote,
                     order_id,
@@ -139,7 +162,7 @@ class Account:
                     now_ms,
                 )
             ),
-            _sor(
+            self._order_frame(
                 {
                     "acct": acct,
                     "conidex": str(inst.conid),
@@ -148,10 +171,10 @@ class Account:
                     "isEventTrading": "0",
                 }
             ),
-            _sor(
+            self._order_frame(
                 {"acct": acct, "orderId": order_id, "status": "PendingSubmit", "fgColor": "#3399CC"}
             ),
-            _sor(
+            self._order_frame(
                 {
                     "acct": acct,
                     "orderId": order_id,
@@ -160,7 +183,7 @@ class Account:
                     "fgColor": "#997EE5",
                 }
             ),
-            _sor(
+            self._order_frame(
                 {
                     "acct": acct,
                     "orderId": order_id,
@@ -174,7 +197,7 @@ class Account:
         executions: list[Execution] = []
         if self.lifecycles % 2 == 1:
             frames.append(
-                _sor(
+                self._order_frame(
                     self._full(
                         quote,
                         order_id,
@@ -189,7 +212,7 @@ class Account:
                 )
             )
             frames.append(
-                _sor(
+                self._order_frame(
                     {
                         "acct": acct,
                         "orderId": order_id,
@@ -217,7 +240,7 @@ class Account:
             }
             if last:
                 row.update({"status": "Filled", "bgColor": "#FFFFFF", "fgColor": "#000000"})
-            frames.append(_sor(row))
+            frames.append(self._order_frame(row))
             executions.append(self._execution(quote, order_id, side, part, price, now_ms))
         return frames, executions
 

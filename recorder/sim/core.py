@@ -47,7 +47,7 @@ class GatewayCore:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._rate_task: asyncio.Task[None] | None = None
-        self._rest_fault: tuple[int, int] = (0, 0)
+        self._rest_fault: tuple[int, int, str | None] = (0, 0, None)  # status, count, path
         self._runner: web.AppRunner | None = None
         self._ssl: Any = None
         self._certdir: tempfile.TemporaryDirectory[str] | None = None
@@ -115,11 +115,12 @@ class GatewayCore:
         now = time.time()
         return round((math.floor((now - 0.004) / interval) * interval + 0.004) * 1000)
 
-    def take_rest_fault(self) -> int | None:
-        status, count = self._rest_fault
-        if count <= 0:
+    def take_rest_fault(self, path: str) -> int | None:
+        """The status a call to ``path`` (under ``/v1/api``) must answer, if a fault is due."""
+        status, count, only = self._rest_fault
+        if count <= 0 or only not in (None, path):
             return None
-        self._rest_fault = (status, count - 1)
+        self._rest_fault = (status, count - 1, only)
         self.stats.rest_faults += 1
         return status
 

@@ -114,6 +114,7 @@ class SimStats:
     ssodh_init_calls: int = 0
     reauthenticate_calls: int = 0
     logout_calls: int = 0
+    orders_calls: int = 0
     rest_calls: int = 0
     rest_faults: int = 0
     tics_received: int = 0

@@ -1,6 +1,7 @@
 """The simulator's aiohttp application: REST under ``/v1/api`` and the websocket route.
 
-Every REST call counts in ``stats.rest_calls`` and its own counter; a pending
+Every REST call counts in ``stats.rest_calls`` and its own counter (``/iserver/account/orders``
+answers the day's orders: :meth:`recorder.sim.account.Account.day_orders`); a pending
 ``rest_fault`` answers first (429 ``Too many requests`` or any other status). Auth rules are in
 :mod:`recorder.sim.rest`. Both GET and POST are accepted where real gateways accept either.
 """
@@ -26,6 +27,7 @@ _COUNTERS = {
     "/iserver/auth/ssodh/init": "ssodh_init_calls",
     "/iserver/reauthenticate": "reauthenticate_calls",
     "/logout": "logout_calls",
+    "/iserver/account/orders": "orders_calls",
 }
 
 
@@ -40,7 +42,7 @@ def build_app(gw: SimGateway) -> web.Application:
         path = request.path.removeprefix("/v1/api")
         gw.stats.rest_calls += 1
         setattr(gw.stats, _COUNTERS[path], getattr(gw.stats, _COUNTERS[path]) + 1)
-        fault = gw.take_rest_fault()
+        fault = gw.take_rest_fault(path)
         if fault is not None:
             text = "Too many requests" if fault == 429 else "Internal Server Error"
             return _json(fault, {"error": text, "statusCode": fault})
@@ -71,6 +73,8 @@ def build_app(gw: SimGateway) -> web.Application:
             return _json(200, {"message": "triggered"})
         if path == "/logout":
             return _json(200, {"status": True})
+        if path == "/iserver/account/orders":
+            return _json(200, gw.account_sim.day_orders(gw.market.quote(265598), gw._started_ms))
         return _json(200, rest.auth_status(gw.auth))  # auth/status, ssodh/init
 
     for path in _COUNTERS:

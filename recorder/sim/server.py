@@ -256,9 +256,10 @@ class SimGateway(WebsocketSide):
 
     # ---- faults (REST side) ----------------------------------------------------------------
 
-    def rest_fault(self, status: int, count: int) -> None:
-        """The next ``count`` REST calls answer HTTP ``status`` (e.g. 429 or 500)."""
-        self._rest_fault = (status, count)
+    def rest_fault(self, status: int, count: int, path: str | None = None) -> None:
+        """The next ``count`` REST calls (to ``path`` only, e.g. ``/iserver/account/orders``,
+        if given) answer HTTP ``status`` (e.g. 429 or 500)."""
+        self._rest_fault = (status, count, path)
 
 
 __all__ = ["SimGateway"]
