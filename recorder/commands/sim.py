@@ -118,7 +118,8 @@ def _every_for(
     show_default=True,
     type=float,
     callback=_rate,
-    help="Extra real-shaped frames/s to every logged-in socket.",
+    help="Extra real-shaped frames/s to every logged-in socket (smd of five fixed conids, "
+    "subscribed or not, and sor, str, spl): load, not a subscription's stream.",
 )
 @click.option(
     "--burst",
@@ -183,7 +184,10 @@ def _every_for(
     help="debug logs every frame sent and received.",
 )
 def sim(**kw: Any) -> None:
-    """Run the simulated Client Portal gateway (HTTPS+WSS on one port) in the foreground."""
+    """Run the simulated Client Portal gateway (HTTPS+WSS on one port) in the foreground.
+
+    It prints its URL, session id and certificate (the cafile to give the recorder as
+    gateway.cafile) on stdout, then runs until Ctrl-C or SIGTERM."""
     from recorder.sim import SimOptions
 
     logging.basicConfig(
