@@ -14,7 +14,10 @@ Rules:
   apart (a token bucket of depth one). That never lets more than ``count`` requests into any
   ``per_seconds`` window, at the price of no bursts, which a recorder does not need.
 - A request takes a slot in its endpoint's bucket (if the endpoint has a limit) and in the
-  global bucket, at the first time both allow. Slots are handed out in reservation order.
+  global bucket, at the first time both allow. Slots are handed out in reservation order, so
+  a caller first waits out its endpoint's own limit (:meth:`Pacer.endpoint_wait`, which
+  commits nothing) and reserves then: a request to ``/iserver/account/orders``, allowed once
+  in 5 s, must not hold ``/tickle`` back for those 5 s.
 - Paths are matched after dropping a ``/v1/api`` prefix, the query string and a trailing
   ``/``; ``{name}`` in a limit's path matches one path segment.
 """
@@ -99,6 +102,15 @@ class Pacer:
             if regex.fullmatch(key):
                 return pattern
         return None
+
+    def endpoint_wait(self, path: str, now: float) -> float:
+        """Seconds until ``path``'s own limit lets a request go (0: now), committing nothing.
+        Wait this long before :meth:`reserve`: a slot reserved far ahead would hold every
+        other request back behind it in the global bucket."""
+        key = self.limit_key(path)
+        if key is None:
+            return 0.0
+        return max(0.0, self._next.get(key, float("-inf")) - now)
 
     def reserve(self, path: str, now: float) -> float:
         """Seconds to wait before sending a request to ``path`` at ``now`` (0: send now).

@@ -180,7 +180,17 @@ class GatewayApi:
         self.calls = 0
         self.answered = False  # the gateway has answered a request (any HTTP status)
 
+    async def _endpoint_turn(self, path: str) -> None:
+        """Wait until ``path``'s own pacing limit lets it go, holding no slot meanwhile, so
+        requests to other endpoints go on (another request to ``path`` may take the turn
+        first: then wait again)."""
+        turn = self._pacer.endpoint_wait(path, self._clock())
+        while turn > 0:
+            await asyncio.sleep(turn)
+            turn = self._pacer.endpoint_wait(path, self._clock())
+
     async def request(self, method: str, path: str, body: Any = None) -> Any:
+        await self._endpoint_turn(path)
         wait = self._pacer.reserve(path, self._clock())
         if wait > 0:
             await asyncio.sleep(wait)

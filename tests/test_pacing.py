@@ -38,6 +38,25 @@ def test_validate_is_one_a_minute_and_unlimited_paths_only_obey_the_global_rate(
     assert pacer.reserve("/v1/api/iserver/auth/status", 100.0) == pytest.approx(0.1)
 
 
+def test_waiting_out_an_endpoint_first_holds_no_other_request_back() -> None:
+    """/iserver/account/orders is once per 5 s. Reserving its next slot at once would take
+    the global bucket 5 s ahead and hold /tickle back that long; waiting out
+    ``endpoint_wait`` first, which commits nothing, does not."""
+    orders = "/iserver/account/orders"
+    pacer = Pacer()
+    assert pacer.reserve(orders, 0.0) == 0.0
+    assert pacer.endpoint_wait(orders, 1.0) == pytest.approx(4.0)
+    assert pacer.endpoint_wait(orders, 1.0) == pytest.approx(4.0)  # nothing was committed
+    assert pacer.endpoint_wait("/tickle", 1.0) == 0.0
+    assert pacer.reserve("/tickle", 1.0) == 0.0  # not behind the orders list's next slot
+    assert pacer.endpoint_wait(orders, 5.0) == 0.0
+    assert pacer.reserve(orders, 5.0) == 0.0
+    reserved_ahead = Pacer()  # what reserving at once did: /tickle waits for the list
+    reserved_ahead.reserve(orders, 0.0)
+    assert reserved_ahead.reserve(orders, 1.0) == pytest.approx(4.0)
+    assert reserved_ahead.reserve("/tickle", 1.0) == pytest.approx(4.1)
+
+
 def test_templated_paths_match_one_segment() -> None:
     pacer = Pacer()
     assert pacer.limit_key("/v1/api/fyi/settings/PM") == "/fyi/settings/{typecode}"

@@ -173,6 +173,28 @@ def test_each_socket_lists_the_day_orders_and_a_failed_list_costs_nothing_else(
     assert later == len(lists[1]["orders"]) > len(lists[0]["orders"])  # type: ignore[index]
 
 
+def test_a_socket_that_logs_in_while_a_list_waits_gets_its_own_list(tmp_path: Path) -> None:
+    """IBKR paces /iserver/account/orders at one call per 5 s, so the second socket's list
+    waits, holding no other REST call back: the session check before the third socket goes
+    on, so it logs in meanwhile. Its list comes after the one on its way."""
+    async def main() -> None:
+        async with SimGateway(SimOptions(seed=5, hb_interval=0.5, update_interval=0.1)) as gw:
+            config = make_config(gw, tmp_path, smd=("265598",), orders=True)
+
+            async def scenario(rec: Recorder) -> None:
+                await gw.wait_for(lambda: gw.stats.orders_calls == 1, timeout(10))
+                for logins in (2, 3):
+                    await gw.drop_connections()
+                    await gw.wait_for(lambda: gw.stats.ws_logins == logins, timeout(10))  # noqa: B023
+                assert gw.stats.orders_calls == 1, "the second list waits for its pacing slot"
+                await gw.wait_for(lambda: gw.stats.orders_calls == 3, timeout(15))
+
+            await record_while(config, scenario)
+
+    asyncio.run(main())
+    assert len(_events(tmp_path, "orders_snapshot")) == 3
+
+
 def test_tic_and_tickle_on_schedule(tmp_path: Path) -> None:
     async def main() -> None:
         async with SimGateway(SimOptions(seed=1, hb_interval=0.5, update_interval=0.2)) as gw:

@@ -95,7 +95,7 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[byte
 def test_rows_per_table_equal_what_the_simulator_sent(recording: tuple) -> None:
     out, sent, _, _ = recording
     con = recorder.open(out)
-    where = {"orders": " WHERE NOT snapshot"}  # the day's order list came over REST
+    where = {"orders": " WHERE snapshot IS NOT TRUE"}  # the day's order list came over REST
     got = {t: con.sql(f"SELECT count(*) FROM {t}{where.get(t, '')}").fetchall()[0][0]
            for t in expected_rows(sent)}
     assert got == expected_rows(sent)
@@ -115,7 +115,7 @@ def test_the_day_order_list_holds_the_order_no_sor_frame_mentions(recording: tup
     assert [r[1] for r in rows] == sorted(o["orderId"] for o in listed)
     assert {r[0] for r in rows} == {seq}
     assert (RESTING_ORDER_ID, "Submitted", "BUY", "GTC", 100.0) in [r[1:] for r in rows]
-    in_sor = con.sql(f"SELECT count(*) FROM orders WHERE NOT snapshot AND order_id = "
+    in_sor = con.sql(f"SELECT count(*) FROM orders WHERE snapshot IS NOT TRUE AND order_id = "
                      f"{RESTING_ORDER_ID}").fetchall()
     assert in_sor == [(0,)] and not any(str(RESTING_ORDER_ID).encode() in p for p in sent)
 

@@ -182,7 +182,7 @@ class SimGateway(WebsocketSide):
         }
         self.market.step(conids)
         for conn in live:
-            for sub in conn.smd.values():
+            for sub in list(conn.smd.values()):  # a umd may come while a send waits
                 if sub.expired:
                     continue
                 if mono >= sub.expires_at:
