@@ -53,7 +53,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from recorder.actions import Action, Note, Send
 from recorder.config import SessionConfig
-from recorder.frames import IN, OUT, Frame
+from recorder.frames import IN, ORDERS_SNAPSHOT, OUT, Frame
 from recorder.ids import Counters
 from recorder.policy import Due, KeepAlive, backoff
 from recorder.session import SessionKeeper
@@ -489,7 +489,7 @@ class Multiplexer:
                 body = None
             if body is not None:
                 orders = body.get("orders") if isinstance(body, dict) else None
-                self._emit("orders_snapshot", "sor", body)
+                self._emit(ORDERS_SNAPSHOT, "sor", body)
                 log.info("the gateway lists %s order(s) for the day",
                          len(orders) if isinstance(orders, list) else "?")
             again = self._list_again and not self._stopping

@@ -25,6 +25,10 @@ OUT: Final = "out"
 EVENT: Final = "event"
 DIRECTIONS: Final = (IN, OUT, EVENT)
 
+ORDERS_SNAPSHOT: Final = "orders_snapshot"
+"""The event kind of the day's order list (``/iserver/account/orders``): the connection emits
+it, and the normalizer makes its orders ``orders`` rows."""
+
 
 class Frame(NamedTuple):
     recv_ts_ns: int

@@ -58,13 +58,12 @@ class LastIds(NamedTuple):
 def last_ids(root: Path) -> LastIds:
     """The highest ``seq`` and ``conn_id`` published in ``root`` (zeros for a new folder).
     Call it after recovery, with the folder's lock held."""
-    for attempt in range(1, SCAN_ATTEMPTS + 1):
+    for _ in range(SCAN_ATTEMPTS - 1):
         try:
             return _scan(root)
         except FileNotFoundError:
-            if attempt == SCAN_ATTEMPTS:
-                raise
-    raise AssertionError("unreachable")
+            pass  # a compaction swapped a folder under the scan: look again
+    return _scan(root)
 
 
 def _scan(root: Path) -> LastIds:

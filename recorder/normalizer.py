@@ -46,7 +46,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recorder.frames import EVENT, IN, OUT, Frame
+from recorder.frames import EVENT, IN, ORDERS_SNAPSHOT, OUT, Frame
 from recorder.normalize import sbd_batch, smd_batch
 from recorder.normalize.arrow_json import FastRows
 from recorder.normalize.topics import (
@@ -58,17 +58,13 @@ from recorder.normalize.topics import (
 )
 from recorder.schema import TABLES, arrow_schema
 
-__all__ = ["EVENT_KINDS", "ORDERS_SNAPSHOT", "NormalizeError", "Rows", "normalize",
-           "normalize_frame", "out_topic"]
+__all__ = ["EVENT_KINDS", "NormalizeError", "Rows", "normalize", "normalize_frame", "out_topic"]
 
 Rows = dict[str, list[Row]]
 """Rows per table name, each a tuple in the column order of ``arrow_schema(table)``."""
 
 EVENT_KINDS: Final[frozenset[str]] = frozenset({"system", "sts", "act", "blt", "ntf", "tic"})
 """Unsolicited topics that become an ``events`` row of the same kind."""
-
-ORDERS_SNAPSHOT: Final = "orders_snapshot"
-"""The event kind of the day's order list (``/iserver/account/orders``); its orders are rows."""
 
 log = logging.getLogger(__name__)
 _dumps = orjson.dumps

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -29,6 +30,7 @@ from recorder.sim import SimGateway, SimOptions
 from recorder.sim.websocket import FULL_SPEED
 from recorder.status import StatusReporter
 from recorder.storage import Storage
+from tests.faults_support import events
 from tests.recording import logging_restored, make_config, record_while, sim_frames_in, timeout
 from tests.storage_frames import rows
 
@@ -129,10 +131,8 @@ def test_smd_refresh_outlives_expiry_and_its_absence_does_not(tmp_path: Path) ->
     asyncio.run(main())
 
 
-def _events(out: Path, kind: str) -> list[object]:
-    con = recorder.open(out)
-    return [orjson.loads(d) for (d,) in con.sql(
-        "SELECT detail FROM events WHERE kind = ? ORDER BY seq", params=[kind]).fetchall()]
+def _events(out: Path, kind: str) -> list[Any]:
+    return [detail for k, detail in events(out) if k == kind]
 
 
 def test_each_socket_lists_the_day_orders_and_a_failed_list_costs_nothing_else(
@@ -165,12 +165,12 @@ def test_each_socket_lists_the_day_orders_and_a_failed_list_costs_nothing_else(
     lists = _events(tmp_path, "orders_snapshot")
     assert len(lists) == 2  # the first socket's and the third's
     assert all(isinstance(d, dict) and d["snapshot"] is True for d in lists)
-    assert [d["path"] for d in _events(tmp_path, "rest_error")  # type: ignore[index]
+    assert [d["path"] for d in _events(tmp_path, "rest_error")
             ] == ["/iserver/account/orders"]
     con = recorder.open(tmp_path)
     (later,) = con.sql("SELECT count(*) FROM orders WHERE snapshot AND seq = (SELECT max(seq) "
                        "FROM events WHERE kind = 'orders_snapshot')").fetchall()[0]
-    assert later == len(lists[1]["orders"]) > len(lists[0]["orders"])  # type: ignore[index]
+    assert later == len(lists[1]["orders"]) > len(lists[0]["orders"])
 
 
 def test_a_socket_that_logs_in_while_a_list_waits_gets_its_own_list(tmp_path: Path) -> None:
